@@ -1,0 +1,121 @@
+"""Hyperparameters held in optimizer state as float32 scalar arrays.
+
+Keeping ``learning_rate``, ``wd``, ``momentum``, ``beta1``, ... in the state,
+not in the traced function, means a jitted training step is compiled once and
+then takes any value of them: change one between steps with
+:func:`set_hyperparams`, read them with :func:`get_hyperparams`.
+
+Where MXNet uses a hyperparameter in double precision on the host (Adam's bias
+correction ``1 - beta**t``), its float32 rounding error is kept too, in a
+``<name>_residual`` field beside it, so ``value + residual`` is the double
+value to float32 precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mxopt import validation
+
+_CHECKS: dict[str, Callable[[str, object], float]] = {
+    "learning_rate": validation.non_negative,
+    "wd": validation.non_negative,
+    "rescale_grad": validation.positive,
+    "clip_gradient": validation.positive,
+    "momentum": validation.decay_rate,
+    "beta1": validation.decay_rate,
+    "beta2": validation.decay_rate,
+    "epsilon": validation.positive,
+}
+_RESIDUAL = "_residual"
+
+
+def scalar(name: str, value: float | jax.Array) -> jax.Array:
+    """Checks hyperparameter ``name`` and returns it as a float32 scalar.
+
+    Concrete values are checked by the rule for ``name`` (ValueError naming
+    it); traced values pass through, cast to float32.
+    """
+    if not isinstance(value, jax.core.Tracer):
+        value = _CHECKS.get(name, validation.real)(name, value)
+    return jnp.asarray(value, jnp.float32)
+
+
+def residual(value: float | jax.Array) -> jax.Array:
+    """``value - float32(value)`` as a float32 scalar (0 for traced values)."""
+    if isinstance(value, jax.core.Tracer):
+        return jnp.zeros((), jnp.float32)
+    return jnp.asarray(float(value) - float(np.float32(value)), jnp.float32)
+
+
+def _is_state_node(node: Any) -> bool:
+    return isinstance(node, tuple) and hasattr(node, "_fields")
+
+
+def _is_hyperparameter(field: str, value: Any) -> bool:
+    return (field != "count" and not field.endswith(_RESIDUAL)
+            and isinstance(value, jax.Array | np.ndarray) and jnp.ndim(value) == 0
+            and jnp.issubdtype(jnp.result_type(value), jnp.floating))
+
+
+def _walk(node: Any, visit: Callable[[Any], Any]) -> Any:
+    """Rebuilds ``node`` bottom-up, calling ``visit`` on every NamedTuple state."""
+    if _is_state_node(node):
+        node = type(node)(*(_walk(child, visit) for child in node))
+        return visit(node)
+    if isinstance(node, (list, tuple)):
+        return type(node)(_walk(child, visit) for child in node)
+    if isinstance(node, dict):
+        return {k: _walk(v, visit) for k, v in node.items()}
+    return node
+
+
+def get_hyperparams(state: chex.ArrayTree) -> dict[str, jax.Array]:
+    """The scalar hyperparameters found anywhere in an optimizer state.
+
+    Returns:
+      A dict from field name (``"learning_rate"``, ``"momentum"``, ...) to its
+      float32 scalar. A name used by several transforms maps to the first.
+    """
+    found: dict[str, jax.Array] = {}
+
+    def visit(node):
+        for field, value in zip(node._fields, node):
+            if _is_hyperparameter(field, value):
+                found.setdefault(field, value)
+        return node
+
+    _walk(state, visit)
+    return found
+
+
+def set_hyperparams(state: chex.ArrayTree, **values: float | jax.Array) -> chex.ArrayTree:
+    """Returns ``state`` with the named hyperparameters replaced.
+
+    Values keep the state's dtype, so a jitted step that takes the new state
+    is not recompiled. Each value is checked as at construction.
+
+    Raises:
+      ValueError: a name that is no hyperparameter of this state (the message
+        lists those it has), or a value out of range.
+    """
+    missing = set(values) - set(get_hyperparams(state))
+    if missing:
+        raise ValueError(f"no hyperparameter {sorted(missing)} in this optimizer state; it has "
+                         f"{sorted(get_hyperparams(state))}")
+    arrays = {name: scalar(name, value) for name, value in values.items()}
+    residuals = {name + _RESIDUAL: residual(value) for name, value in values.items()}
+
+    def visit(node):
+        changes = {f: arrays[f] for f, v in zip(node._fields, node)
+                   if f in arrays and _is_hyperparameter(f, v)}
+        changes.update({f: residuals[f] for f in node._fields if f in residuals})
+        return node._replace(**changes) if changes else node
+
+    return _walk(state, visit)

@@ -1,0 +1,84 @@
+"""Per-leaf multipliers: MXNet's ``lr_mult`` and ``wd_mult``.
+
+A multiplier spec is one of
+
+* ``None``: every leaf gets 1 (nothing is stored);
+* a number: every leaf gets it;
+* a mapping from leaf names to numbers (see :mod:`mxopt.structure` for the
+  naming rule, e.g. ``{"dense/bias": 0.0}``); unnamed leaves get 1, and a name
+  that matches no leaf is an error;
+* a callable ``f(name, leaf) -> number``;
+* a pytree of numbers with the structure of the params.
+
+It is resolved against the params when the optimizer state is initialised,
+into a pytree of float32 scalars held in the state, so changing a multiplier
+later does not recompile a jitted step.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from mxopt import validation
+from mxopt.structure import TreeSignature, named_leaves
+
+MultiplierSpec = (None | float | Mapping[str, float] | Callable[[str, Any], float]
+                  | chex.ArrayTree)
+
+
+def _is_name_mapping(spec: Any, params: chex.ArrayTree) -> bool:
+    return (isinstance(spec, Mapping)
+            and all(isinstance(k, str) for k in spec)
+            and all(isinstance(v, numbers.Real) for v in spec.values())
+            and jax.tree_util.tree_structure(spec) != jax.tree_util.tree_structure(params))
+
+
+def resolve(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> chex.ArrayTree | None:
+    """Resolves ``spec`` for ``params`` into a pytree of float32 scalars.
+
+    Args:
+      spec: a multiplier spec (see the module docstring).
+      params: the params pytree.
+      arg: the argument's name, for error messages (``"lr_mult"``).
+
+    Returns:
+      ``None`` for ``spec=None``, else a pytree shaped like ``params`` whose
+      leaves are float32 scalars.
+    """
+    if spec is None:
+        return None
+    leaves = named_leaves(params)
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        values = [spec] * len(leaves)
+    elif callable(spec):
+        values = [spec(name, leaf) for name, leaf in leaves]
+    elif _is_name_mapping(spec, params):
+        names = {name for name, _ in leaves}
+        unknown = sorted(set(spec) - names)
+        if unknown:
+            raise ValueError(f"{arg} names {unknown} match no params leaf; leaves are "
+                             f"{sorted(names)}")
+        values = [spec.get(name, 1.0) for name, _ in leaves]
+    else:
+        skeleton = lambda tree: jax.tree_util.tree_map(lambda _: 0, tree)
+        TreeSignature(skeleton(params)).check(skeleton(spec), arg)
+        values = jax.tree_util.tree_leaves(spec)
+    for (name, _), value in zip(leaves, values):
+        validation.non_negative(f"{arg}[{name!r}]", value)
+    treedef = jax.tree_util.tree_structure(params)
+    return jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(v, jnp.float32) for v in values])
+
+
+def per_leaf(scale: jax.Array, multipliers: chex.ArrayTree | None,
+             like: chex.ArrayTree) -> chex.ArrayTree:
+    """``scale * multiplier`` for each leaf of ``like`` (``scale`` without multipliers)."""
+    if multipliers is None:
+        return jax.tree_util.tree_map(lambda _: scale, like)
+    return jax.tree_util.tree_map(lambda m: scale * m, multipliers)

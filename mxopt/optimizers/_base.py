@@ -1,0 +1,135 @@
+"""The arguments every MXNet optimizer takes, and how they become transforms.
+
+MXNet's ``Optimizer`` base class gives every optimizer ``learning_rate``,
+``lr_scheduler``, ``rescale_grad``, ``wd``, ``clip_gradient``,
+``begin_num_update``, ``multi_precision`` and per-parameter ``lr_mult`` /
+``wd_mult``. :class:`Base` holds them, checked, and builds the transforms
+each optimizer's chain puts in its own order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypedDict
+
+import optax
+
+from mxopt import transforms, validation
+from mxopt.multipliers import MultiplierSpec
+from mxopt.precision import multi_precision
+from mxopt.schedules import Schedule
+from mxopt.structure import check_trees
+
+BASE_ARGS_DOC = """
+    Every optimizer also takes MXNet's base arguments, by keyword:
+
+    * ``learning_rate``: the step size; ``None`` takes the scheduler's
+      ``base_lr``, or 0.01 without a scheduler. Given with a scheduler, it
+      overrides the scheduler's ``base_lr`` as MXNet does.
+    * ``lr_scheduler``: a schedule of the update count
+      (:mod:`mxopt.schedules`, or any callable).
+    * ``rescale_grad`` (1.0): gradients are multiplied by it first.
+    * ``wd`` (0.0): weight decay, ``g + wd * wd_mult * w``.
+    * ``clip_gradient`` (None): clip to ``[-clip_gradient, clip_gradient]``.
+    * ``begin_num_update`` (0): the update count a run starts from.
+    * ``multi_precision`` (False): float32 master copies of float16/bfloat16
+      weights (:func:`mxopt.multi_precision`).
+    * ``lr_mult``, ``wd_mult`` (None): per-leaf multipliers
+      (:mod:`mxopt.multipliers`).
+"""
+
+
+def _is_plain_callable(schedule: object) -> bool:
+    """A schedule given as a function rather than an MXNet-style scheduler."""
+    return schedule is not None and not hasattr(schedule, "overridden_by")
+
+
+class BaseArgs(TypedDict, total=False):
+    learning_rate: float | None
+    lr_scheduler: Schedule | None
+    rescale_grad: float
+    wd: float
+    clip_gradient: float | None
+    begin_num_update: int
+    multi_precision: bool
+    lr_mult: MultiplierSpec
+    wd_mult: MultiplierSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """MXNet's base-class arguments, checked (ValueError naming the argument)."""
+
+    learning_rate: float | None = None
+    lr_scheduler: Schedule | None = None
+    rescale_grad: float = 1.0
+    wd: float = 0.0
+    clip_gradient: float | None = None
+    begin_num_update: int = 0
+    multi_precision: bool = False
+    lr_mult: MultiplierSpec = None
+    wd_mult: MultiplierSpec = None
+
+    @classmethod
+    def parse(cls, optimizer: str, kwargs: dict, **defaults) -> Base:
+        """Builds from an optimizer's keyword arguments, rejecting unknown ones.
+
+        Args:
+          optimizer: the optimizer's name, for error messages.
+          kwargs: the keyword arguments beyond the optimizer's own.
+          **defaults: the optimizer's own defaults for base arguments (Adam's
+            ``learning_rate=0.001``, which overrides a scheduler's ``base_lr``
+            as in MXNet; a plain callable schedule is left alone).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"{optimizer}() got unexpected keyword arguments {unknown}; "
+                            f"it takes its own arguments and {sorted(names)}")
+        if not _is_plain_callable(kwargs.get("lr_scheduler")):
+            kwargs = {**defaults, **kwargs}
+        return cls(**kwargs)
+
+    def __post_init__(self):
+        if self.learning_rate is not None:
+            validation.non_negative("learning_rate", self.learning_rate)
+        if self.lr_scheduler is not None and not callable(self.lr_scheduler):
+            raise ValueError(f"lr_scheduler must be callable, got {self.lr_scheduler!r}")
+        validation.positive("rescale_grad", self.rescale_grad)
+        validation.non_negative("wd", self.wd)
+        if self.clip_gradient is not None:
+            validation.positive("clip_gradient", self.clip_gradient)
+        validation.count("begin_num_update", self.begin_num_update)
+        if not isinstance(self.multi_precision, bool):
+            raise ValueError(f"multi_precision must be a bool, got {self.multi_precision!r}")
+
+    def rescale(self) -> optax.GradientTransformation:
+        return transforms.rescale(self.rescale_grad)
+
+    def clip(self) -> optax.GradientTransformation:
+        return transforms.clip(self.clip_gradient)
+
+    def weight_decay(self) -> optax.GradientTransformation:
+        return transforms.add_decayed_weights(self.wd, self.wd_mult)
+
+    def schedule(self) -> float | Schedule:
+        """The learning rate or schedule, with MXNet's precedence between them."""
+        if self.lr_scheduler is None:
+            return 0.01 if self.learning_rate is None else self.learning_rate
+        if self.learning_rate is None:
+            return self.lr_scheduler
+        if _is_plain_callable(self.lr_scheduler):
+            raise ValueError("learning_rate cannot override the base rate of a plain callable "
+                             "lr_scheduler; give one or the other")
+        return self.lr_scheduler.overridden_by(self.learning_rate)
+
+    def scale_by_learning_rate(self) -> optax.GradientTransformation:
+        return transforms.scale_by_learning_rate(
+            self.schedule(), lr_mult=self.lr_mult, begin_num_update=self.begin_num_update)
+
+    def build(self, *chain: optax.GradientTransformation) -> optax.GradientTransformation:
+        """Chains the transforms, adds master weights if asked, and the tree checks."""
+        tx = optax.chain(*chain)
+        if self.multi_precision:
+            tx = multi_precision(tx)
+        return check_trees(tx)

@@ -1,0 +1,50 @@
+"""Adam, as MXNet computes it."""
+
+from __future__ import annotations
+
+from typing import Unpack
+
+import optax
+
+from mxopt import transforms
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+@register
+def adam(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
+         lazy_update: bool = True,
+         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``adam`` (Kingma & Ba, 2015, arXiv:1412.6980).
+
+    At update ``t`` (counted from ``begin_num_update``), per leaf::
+
+        g = clip(rescale_grad * grad + wd * wd_mult * w, clip_gradient)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        w = w - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon)
+
+    Unlike SGD, weight decay is added before clipping. The bias correction
+    scales the learning rate, not epsilon. (MXNet's docstring swaps
+    ``beta1`` and ``beta2`` in the correction; its code, followed here, does
+    not.) The default ``learning_rate=0.001`` overrides a scheduler's
+    ``base_lr`` unless ``learning_rate=None`` is passed, as in MXNet.
+
+    All arguments are keywords (MXNet's first positional argument is
+    ``learning_rate``, one of the base arguments below).
+
+    Args:
+      beta1, beta2: decay rates of the moment estimates, in [0, 1).
+      epsilon: added to ``sqrt(v)``, > 0.
+      lazy_update: accepted for compatibility; only row-sparse gradients
+        differ in MXNet, and JAX gradients are dense.
+    """
+    del lazy_update
+    b = Base.parse("adam", base, learning_rate=0.001)
+    return b.build(b.rescale(), b.weight_decay(), b.clip(),
+                   transforms.scale_by_adam(beta1, beta2, epsilon,
+                                            begin_num_update=b.begin_num_update),
+                   b.scale_by_learning_rate())
+
+
+adam.__doc__ += BASE_ARGS_DOC

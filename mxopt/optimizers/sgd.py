@@ -1,0 +1,70 @@
+"""Stochastic gradient descent with MXNet's momentum forms: ``sgd`` and ``nag``."""
+
+from __future__ import annotations
+
+from typing import Unpack
+
+import optax
+
+from mxopt import transforms, validation
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+def _momentum(momentum: float, nesterov: bool) -> tuple[optax.GradientTransformation, ...]:
+    # MXNet keeps no momentum buffer when momentum is 0, and neither do we.
+    if validation.decay_rate("momentum", momentum) == 0:
+        return ()
+    return (transforms.trace(momentum, nesterov=nesterov),)
+
+
+@register
+def sgd(momentum: float = 0.0, lazy_update: bool = True,
+        **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``sgd``: SGD with momentum and weight decay.
+
+    Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``::
+
+        g = clip(rescale_grad * grad, clip_gradient) + wd * wd_mult * w
+        mom = momentum * mom - lr * g
+        w = w + mom
+
+    The learning rate sits inside the momentum buffer, so a change of rate
+    takes effect gradually, as in MXNet. With ``momentum=0`` there is no
+    buffer and ``w = w - lr * g``. Weight decay is added after clipping.
+
+    Args:
+      momentum: in [0, 1).
+      lazy_update: accepted for compatibility; it only changes MXNet's
+        updates of row-sparse gradients, and JAX gradients are dense.
+    """
+    del lazy_update
+    b = Base.parse("sgd", base)
+    return b.build(b.rescale(), b.clip(), b.weight_decay(), b.scale_by_learning_rate(),
+                   *_momentum(momentum, nesterov=False))
+
+
+@register
+def nag(momentum: float = 0.0, **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``nag``: Nesterov accelerated gradient.
+
+    Per leaf, as MXNet 1.9.1's ``nag_mom_update`` kernel computes it::
+
+        g = clip(rescale_grad * grad, clip_gradient) + wd * wd_mult * w
+        mom = momentum * mom - lr * g
+        w = w + momentum * mom - lr * g
+
+    With ``momentum=0`` it is plain SGD. (MXNet's docstring writes the same
+    recursion with ``lr`` outside the buffer; the two agree while ``lr`` is
+    constant, and the kernel's form is what MXNet computes.)
+
+    Args:
+      momentum: in [0, 1).
+    """
+    b = Base.parse("nag", base)
+    return b.build(b.rescale(), b.clip(), b.weight_decay(), b.scale_by_learning_rate(),
+                   *_momentum(momentum, nesterov=True))
+
+
+sgd.__doc__ += BASE_ARGS_DOC
+nag.__doc__ += BASE_ARGS_DOC

@@ -1,0 +1,211 @@
+"""MXNet's learning-rate schedulers as pure functions of the update count.
+
+MXNet's ``mx.lr_scheduler`` objects mutate themselves as they are called; these
+compute the same value from the count alone, in closed form, so they run
+under ``jit``, ``scan`` and ``vmap`` and give MXNet's value for any count,
+including a late start (``begin_num_update``) or a jump.
+
+Every scheduler takes MXNet's arguments, checks them when built (ValueError
+naming the argument), and is called as ``scheduler(num_update)``, returning a
+float32 scalar. ``num_update`` is MXNet's: the first update of a run from
+scratch sees 1.
+
+Warmup, shared by all: for ``num_update < warmup_steps`` the rate is
+``warmup_begin_lr`` (``warmup_mode='constant'``) or
+``warmup_begin_lr + (warmup_final_lr - warmup_begin_lr) * num_update / warmup_steps``
+(``'linear'``), where ``warmup_final_lr`` is the ``base_lr`` given at construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from mxopt import validation
+
+Schedule = Callable[[jax.Array | int], jax.Array]
+
+
+def _decay(base_lr: float, factor: float, k: jax.Array) -> jax.Array:
+    """``base_lr * factor**k``, from the double-precision ``log(factor)``.
+
+    Raising the float32 rounding of ``factor`` to a large ``k`` would multiply
+    its rounding error by ``k``.
+    """
+    log_factor = math.log(factor) if factor > 0 else -math.inf
+    return base_lr * jnp.exp(k.astype(jnp.float32) * jnp.float32(log_factor))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LRScheduler:
+    """Base of MXNet's schedulers: ``base_lr`` and the warmup (see module docstring)."""
+
+    base_lr: float = 0.01
+    warmup_steps: int = 0
+    warmup_begin_lr: float = 0.0
+    warmup_mode: str = "linear"
+    warmup_final_lr: float | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self):
+        validation.non_negative("base_lr", self.base_lr)
+        validation.count("warmup_steps", self.warmup_steps)
+        validation.non_negative("warmup_begin_lr", self.warmup_begin_lr)
+        validation.one_of("warmup_mode", self.warmup_mode, ("linear", "constant"))
+        if self.warmup_final_lr is None:
+            object.__setattr__(self, "warmup_final_lr", self.base_lr)
+        if self.warmup_begin_lr > self.warmup_final_lr:
+            raise ValueError(f"warmup_begin_lr ({self.warmup_begin_lr}) must not exceed base_lr "
+                             f"({self.warmup_final_lr})")
+
+    def __call__(self, num_update: jax.Array | int) -> jax.Array:
+        n = jnp.asarray(num_update, jnp.int32)
+        return jnp.where(n < self.warmup_steps, self._warmup(n), self._decayed(n))
+
+    def _warmup(self, n: jax.Array) -> jax.Array:
+        if self.warmup_mode == "constant" or self.warmup_steps == 0:
+            return jnp.float32(self.warmup_begin_lr)
+        rise = self.warmup_final_lr - self.warmup_begin_lr
+        return self.warmup_begin_lr + rise * n.astype(jnp.float32) / self.warmup_steps
+
+    def _decayed(self, n: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def overridden_by(self, learning_rate: float) -> LRScheduler:
+        """This scheduler after an optimizer's ``learning_rate`` overrides ``base_lr``.
+
+        As in MXNet, the new ``base_lr`` drives the decay, while warmup still
+        rises to the ``base_lr`` given at construction.
+        """
+        return dataclasses.replace(self, base_lr=learning_rate,
+                                   warmup_final_lr=self.warmup_final_lr)
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorScheduler(LRScheduler):
+    """Multiplies the rate by ``factor`` every ``step`` updates.
+
+    ``lr = max(base_lr * factor**k, stop_factor_lr)`` with
+    ``k = max(0, ceil(num_update / step) - 1)`` decays so far (MXNet decays
+    once ``num_update`` exceeds a multiple of ``step``; its docstring's
+    ``floor(num_update / step)`` is one update early at the multiples). When
+    ``k == 0`` the rate is ``base_lr`` even below ``stop_factor_lr``, as in MXNet.
+    """
+
+    step: int
+    factor: float = 1.0
+    stop_factor_lr: float = 1e-8
+
+    def __post_init__(self):
+        super().__post_init__()
+        validation.count("step", self.step, minimum=1)
+        if not 0 <= validation.real("factor", self.factor) <= 1:
+            raise ValueError(f"factor must be in [0, 1], got {self.factor!r}")
+        validation.non_negative("stop_factor_lr", self.stop_factor_lr)
+
+    def _decayed(self, n):
+        k = jnp.maximum(n - 1, 0) // self.step
+        lr = _decay(self.base_lr, self.factor, k)
+        return jnp.where(k == 0, jnp.float32(self.base_lr), jnp.maximum(lr, self.stop_factor_lr))
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiFactorScheduler(LRScheduler):
+    """Multiplies the rate by ``factor`` at each update count in ``step``.
+
+    ``lr = base_lr * factor**k`` with ``k`` the number of entries of ``step``
+    that ``num_update`` exceeds.
+    """
+
+    step: tuple[int, ...]
+    factor: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "step", tuple(self.step))
+        super().__post_init__()
+        if not self.step:
+            raise ValueError("step must list at least one update count")
+        for i, s in enumerate(self.step):
+            validation.count(f"step[{i}]", s, minimum=1)
+            if i and s <= self.step[i - 1]:
+                raise ValueError(f"step must be increasing, got {list(self.step)}")
+        if not 0 <= validation.real("factor", self.factor) <= 1:
+            raise ValueError(f"factor must be in [0, 1], got {self.factor!r}")
+
+    def _decayed(self, n):
+        k = jnp.sum(n > jnp.asarray(self.step, jnp.int32))
+        return _decay(self.base_lr, self.factor, k)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DecayToFinal(LRScheduler):
+    """A decay from ``base_lr`` to ``final_lr`` over the updates after warmup.
+
+    ``lr = final_lr + (base_lr - final_lr) * shape(remaining)`` for
+    ``n <= max_update`` and ``final_lr`` after, where
+    ``remaining = 1 - (n - warmup_steps) / (max_update - warmup_steps)`` is
+    computed from the integer ``max_update - n`` to keep full precision near
+    the end. As in MXNet, the decay starts from the ``base_lr`` given at
+    construction: an optimizer's ``learning_rate`` does not change it. (MXNet
+    returns a stale rate when its first call comes after ``max_update``; this
+    returns ``final_lr``.)
+    """
+
+    max_update: int
+    _: dataclasses.KW_ONLY
+    final_lr: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        validation.count("max_update", self.max_update, minimum=1)
+        validation.non_negative("final_lr", self.final_lr)
+        if self.max_update <= self.warmup_steps:
+            raise ValueError(f"max_update ({self.max_update}) must exceed warmup_steps "
+                             f"({self.warmup_steps})")
+
+    def _decayed(self, n):
+        span = self.max_update - self.warmup_steps
+        remaining = jnp.clip(self.max_update - n, 0, span).astype(jnp.float32) / span
+        return self.final_lr + (self.base_lr - self.final_lr) * self._shape(remaining)
+
+    def _shape(self, remaining: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def overridden_by(self, learning_rate: float) -> LRScheduler:
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class PolyScheduler(_DecayToFinal):
+    """Polynomial decay: ``shape(remaining) = remaining**pwr`` (see ``_DecayToFinal``).
+
+    ``lr = final_lr + (base_lr - final_lr) * (1 - p)**pwr`` with
+    ``p = (n - warmup_steps) / (max_update - warmup_steps)``.
+    """
+
+    _: dataclasses.KW_ONLY
+    pwr: float = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        validation.real("pwr", self.pwr)
+
+    def _shape(self, remaining):
+        return remaining ** self.pwr
+
+
+@dataclasses.dataclass(frozen=True)
+class CosineScheduler(_DecayToFinal):
+    """Cosine decay (see ``_DecayToFinal``).
+
+    ``lr = final_lr + (base_lr - final_lr) * (1 + cos(pi * p)) / 2`` with
+    ``p = (n - warmup_steps) / (max_update - warmup_steps)``, evaluated as
+    ``sin(pi/2 * remaining)**2``, which keeps float32 precision where the
+    cosine form cancels.
+    """
+
+    def _shape(self, remaining):
+        return jnp.sin(jnp.float32(math.pi / 2) * remaining) ** 2

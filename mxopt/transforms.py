@@ -1,0 +1,252 @@
+"""The gradient transformations MXNet's optimizers are made of.
+
+Each is an ``optax.GradientTransformation`` over pytrees whose
+hyperparameters live in its state as float32 scalars (see
+:mod:`mxopt.hyperparams`), so they can change between steps without a
+recompile. mxopt's optimizers are ``optax.chain``\\ s of these, in MXNet's
+order of operations.
+
+Hyperparameters are cast to each leaf's dtype before use, so a float16
+leaf (without ``multi_precision``) is updated in float16, as MXNet does.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, multipliers, validation
+from mxopt.multipliers import MultiplierSpec
+from mxopt.schedules import Schedule
+
+
+def _map(fn, *trees):
+    return jax.tree_util.tree_map(fn, *trees)
+
+
+def _like(scale: jax.Array, leaf: jax.Array) -> jax.Array:
+    return scale.astype(leaf.dtype)
+
+
+class RescaleState(NamedTuple):
+    rescale_grad: jax.Array  # f32 scalar
+
+
+def rescale(rescale_grad: float = 1.0) -> optax.GradientTransformation:
+    """MXNet's ``rescale_grad``: ``g <- rescale_grad * g``.
+
+    Args:
+      rescale_grad: the factor, often ``1 / batch_size``; must be > 0.
+    """
+    initial = hyperparams.scalar("rescale_grad", rescale_grad)
+
+    def init_fn(params):
+        del params
+        return RescaleState(initial)
+
+    def update_fn(updates, state, params=None):
+        del params
+        return _map(lambda g: _like(state.rescale_grad, g) * g, updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ClipState(NamedTuple):
+    clip_gradient: jax.Array  # f32 scalar
+
+
+def clip(clip_gradient: float | None = None) -> optax.GradientTransformation:
+    """MXNet's ``clip_gradient``: ``g <- min(max(g, -c), c)`` elementwise.
+
+    Args:
+      clip_gradient: the bound ``c > 0``, or ``None`` for no clipping (then
+        the state is empty). MXNet silently skips clipping for
+        ``clip_gradient <= 0``; mxopt rejects such values.
+    """
+    if clip_gradient is None:
+        return optax.identity()
+    initial = hyperparams.scalar("clip_gradient", clip_gradient)
+
+    def init_fn(params):
+        del params
+        return ClipState(initial)
+
+    def update_fn(updates, state, params=None):
+        del params
+        c = state.clip_gradient
+        return _map(lambda g: jnp.clip(g, -_like(c, g), _like(c, g)), updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class AddDecayedWeightsState(NamedTuple):
+    wd: jax.Array  # f32 scalar
+    wd_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
+
+
+def add_decayed_weights(wd: float = 0.0,
+                        wd_mult: MultiplierSpec = None) -> optax.GradientTransformation:
+    """MXNet's weight decay: ``g <- g + wd * wd_mult * w``.
+
+    Args:
+      wd: the weight-decay coefficient (L2 penalty ``wd/2 * |w|^2``), >= 0.
+      wd_mult: per-leaf multipliers (see :mod:`mxopt.multipliers`).
+    """
+    initial = hyperparams.scalar("wd", wd)
+
+    def init_fn(params):
+        return AddDecayedWeightsState(initial, multipliers.resolve(wd_mult, params, "wd_mult"))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("weight decay needs params: call update(grads, state, params)")
+        decay = multipliers.per_leaf(state.wd, state.wd_mult, updates)
+        return _map(lambda g, w, d: g + _like(d, g) * w.astype(g.dtype),
+                    updates, params, decay), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByLearningRateState(NamedTuple):
+    count: jax.Array  # i32 scalar: MXNet's num_update, updates applied so far
+    learning_rate: jax.Array | None  # f32 scalar; None when a schedule sets it
+    lr_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
+
+
+def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: MultiplierSpec = None,
+                           begin_num_update: int = 0) -> optax.GradientTransformation:
+    """Steps against the gradient: ``g <- -lr * lr_mult * g``.
+
+    ``lr`` is ``learning_rate`` itself, or ``learning_rate(num_update)`` for a
+    schedule, where ``num_update`` counts updates from ``begin_num_update``
+    (the first update sees ``begin_num_update + 1``, as in MXNet).
+
+    Args:
+      learning_rate: a number >= 0 (held in the state) or a schedule.
+      lr_mult: per-leaf multipliers (see :mod:`mxopt.multipliers`).
+      begin_num_update: the update count the run starts from.
+    """
+    schedule = learning_rate if callable(learning_rate) else None
+    initial = None if schedule else hyperparams.scalar("learning_rate", learning_rate)
+    begin = validation.count("begin_num_update", begin_num_update)
+
+    def init_fn(params):
+        return ScaleByLearningRateState(jnp.asarray(begin, jnp.int32), initial,
+                                        multipliers.resolve(lr_mult, params, "lr_mult"))
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = state.count + 1
+        lr = schedule(count) if schedule else state.learning_rate
+        step = multipliers.per_leaf(-lr, state.lr_mult, updates)
+        updates = _map(lambda g, s: _like(s, g) * g, updates, step)
+        return updates, state._replace(count=count)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class TraceState(NamedTuple):
+    momentum: jax.Array  # f32 scalar
+    trace: optax.Updates  # like params
+
+
+def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
+    """MXNet's momentum buffer, fed with learning-rate-scaled updates ``u``.
+
+    ``m <- momentum * m + u``; the output is ``m``, or ``momentum * m + u``
+    with ``nesterov=True``. Placed after :func:`scale_by_learning_rate`, the
+    learning rate sits inside the buffer as in MXNet's SGD and NAG, so a
+    changing rate acts as it does there.
+
+    Args:
+      momentum: the decay of the buffer, in [0, 1).
+      nesterov: Nesterov's look-ahead form (MXNet's NAG).
+    """
+    initial = hyperparams.scalar("momentum", momentum)
+
+    def init_fn(params):
+        return TraceState(initial, optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        mu = state.momentum
+        new_trace = _map(lambda u, m: _like(mu, u) * m + u, updates, state.trace)
+        if nesterov:
+            updates = _map(lambda u, m: _like(mu, u) * m + u, updates, new_trace)
+        else:
+            updates = new_trace
+        return updates, TraceState(mu, new_trace)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ScaleByAdamState(NamedTuple):
+    count: jax.Array  # i32 scalar: t, the update count from begin_num_update
+    beta1: jax.Array  # f32 scalar
+    beta2: jax.Array  # f32 scalar
+    epsilon: jax.Array  # f32 scalar
+    beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
+    beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
+    mean: optax.Updates  # like params
+    var: optax.Updates  # like params
+
+
+def _one_minus_power(beta: jax.Array, beta_residual: jax.Array, t: jax.Array) -> jax.Array:
+    """``1 - beta**t`` for the double-precision beta ``beta + beta_residual``.
+
+    Uses ``-expm1(t * log1p(-(1 - beta)))`` with the complement ``1 - beta``
+    taken in double-float, so the result keeps float32 precision even where
+    ``1 - beta`` is small and float32 cannot hold ``beta`` exactly.
+    """
+    complement = (1 - beta) - beta_residual
+    return -jnp.expm1(t * jnp.log1p(-complement))
+
+
+def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, *,
+                  begin_num_update: int = 0) -> optax.GradientTransformation:
+    """Adam's direction, with MXNet's bias correction.
+
+    At update ``t`` (counted from ``begin_num_update``)::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g^2
+        out = sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon)
+
+    The correction multiplies the step (MXNet folds it into the learning
+    rate), so epsilon is not corrected.
+
+    Args:
+      beta1, beta2: decay rates of the moments, in [0, 1).
+      epsilon: added to ``sqrt(v)``, > 0.
+      begin_num_update: the update count the run starts from.
+    """
+    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
+    eps = hyperparams.scalar("epsilon", epsilon)
+    begin = validation.count("begin_num_update", begin_num_update)
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByAdamState(jnp.asarray(begin, jnp.int32), b1, b2, eps,
+                                hyperparams.residual(beta1), hyperparams.residual(beta2),
+                                zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        s = state
+        count = s.count + 1
+        mean = _map(lambda g, m: _like(s.beta1, g) * m + _like(1 - s.beta1, g) * g,
+                    updates, s.mean)
+        var = _map(lambda g, v: _like(s.beta2, g) * v + _like(1 - s.beta2, g) * g * g,
+                   updates, s.var)
+        t = count.astype(jnp.float32)
+        correction = (jnp.sqrt(_one_minus_power(s.beta2, s.beta2_residual, t))
+                      / _one_minus_power(s.beta1, s.beta1_residual, t))
+        updates = _map(lambda m, v: _like(correction, m) * m / (jnp.sqrt(v) + _like(s.epsilon, v)),
+                       mean, var)
+        return updates, s._replace(count=count, mean=mean, var=var)
+
+    return optax.GradientTransformation(init_fn, update_fn)
