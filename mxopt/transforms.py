@@ -32,6 +32,21 @@ def _like(scale: jax.Array, leaf: jax.Array) -> jax.Array:
     return scale.astype(leaf.dtype)
 
 
+def _elementwise(state: NamedTuple, fn) -> optax.GradientTransformation:
+    """A transform applying ``fn(g, h)`` to every leaf, ``h`` the state's one hyperparameter."""
+
+    def init_fn(params):
+        del params
+        return state
+
+    def update_fn(updates, state, params=None):
+        del params
+        (h,) = state
+        return _map(lambda g: fn(g, _like(h, g)), updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 class RescaleState(NamedTuple):
     rescale_grad: jax.Array  # f32 scalar
 
@@ -42,17 +57,8 @@ def rescale(rescale_grad: float = 1.0) -> optax.GradientTransformation:
     Args:
       rescale_grad: the factor, often ``1 / batch_size``; must be > 0.
     """
-    initial = hyperparams.scalar("rescale_grad", rescale_grad)
-
-    def init_fn(params):
-        del params
-        return RescaleState(initial)
-
-    def update_fn(updates, state, params=None):
-        del params
-        return _map(lambda g: _like(state.rescale_grad, g) * g, updates), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _elementwise(RescaleState(hyperparams.scalar("rescale_grad", rescale_grad)),
+                        lambda g, r: r * g)
 
 
 class ClipState(NamedTuple):
@@ -69,18 +75,8 @@ def clip(clip_gradient: float | None = None) -> optax.GradientTransformation:
     """
     if clip_gradient is None:
         return optax.identity()
-    initial = hyperparams.scalar("clip_gradient", clip_gradient)
-
-    def init_fn(params):
-        del params
-        return ClipState(initial)
-
-    def update_fn(updates, state, params=None):
-        del params
-        c = state.clip_gradient
-        return _map(lambda g: jnp.clip(g, -_like(c, g), _like(c, g)), updates), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _elementwise(ClipState(hyperparams.scalar("clip_gradient", clip_gradient)),
+                        lambda g, c: jnp.clip(g, -c, c))
 
 
 class AddDecayedWeightsState(NamedTuple):
@@ -123,7 +119,9 @@ def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: Multipli
 
     ``lr`` is ``learning_rate`` itself, or ``learning_rate(num_update)`` for a
     schedule, where ``num_update`` counts updates from ``begin_num_update``
-    (the first update sees ``begin_num_update + 1``, as in MXNet).
+    (the first update sees ``begin_num_update + 1``, as in MXNet). With a
+    schedule the state holds no ``learning_rate``, so ``set_hyperparams``
+    refuses one, as MXNet's ``set_learning_rate`` does under a scheduler.
 
     Args:
       learning_rate: a number >= 0 (held in the state) or a schedule.
