@@ -58,7 +58,7 @@ class BaseArgs(TypedDict, total=False):
 
 @dataclasses.dataclass(frozen=True)
 class Base:
-    """MXNet's base-class arguments, checked (ValueError naming the argument)."""
+    """MXNet's base-class arguments; bad values raise ValueError naming the argument."""
 
     learning_rate: float | None = None
     lr_scheduler: Schedule | None = None
@@ -91,15 +91,13 @@ class Base:
         return cls(**kwargs)
 
     def __post_init__(self):
+        # The transforms check the other arguments when ``build`` makes them.
+        # ``learning_rate`` is checked here because it may only reach a
+        # scheduler's ``base_lr``, whose error would not name it.
         if self.learning_rate is not None:
             validation.non_negative("learning_rate", self.learning_rate)
         if self.lr_scheduler is not None and not callable(self.lr_scheduler):
             raise ValueError(f"lr_scheduler must be callable, got {self.lr_scheduler!r}")
-        validation.positive("rescale_grad", self.rescale_grad)
-        validation.non_negative("wd", self.wd)
-        if self.clip_gradient is not None:
-            validation.positive("clip_gradient", self.clip_gradient)
-        validation.count("begin_num_update", self.begin_num_update)
         if not isinstance(self.multi_precision, bool):
             raise ValueError(f"multi_precision must be a bool, got {self.multi_precision!r}")
 
