@@ -2,36 +2,77 @@
 
 Every optimizer is an ``optax.GradientTransformation``; build one by name
 with :func:`create` (MXNet's keyword arguments) or call it directly.
+MXNet.jl's optimizer module is :mod:`mxopt.julia`.
 """
 
 from mxopt import julia, schedules
 from mxopt.hyperparams import get_hyperparams, set_hyperparams
-from mxopt.optimizers import adam, nag, sgd
+from mxopt.optimizers import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    ccsgd,
+    dcasgd,
+    ftml,
+    ftrl,
+    groupadagrad,
+    lamb,
+    lars,
+    lbsgd,
+    mxnet_test,
+    nadam,
+    nag,
+    rmsprop,
+    sgd,
+    sgld,
+    signum,
+)
+from mxopt.optimizers.adadelta import scale_by_adadelta
+from mxopt.optimizers.adagrad import scale_by_adagrad, scale_by_group_adagrad
+from mxopt.optimizers.adamax import scale_by_adamax
+from mxopt.optimizers.dcasgd import add_delay_compensation
+from mxopt.optimizers.ftml import scale_by_ftml
+from mxopt.optimizers.ftrl import ftrl_step
+from mxopt.optimizers.lamb import scale_by_lamb, scale_by_trust_ratio
+from mxopt.optimizers.lars import scale_by_lars
+from mxopt.optimizers.lbsgd import scale_by_lbsgd
+from mxopt.optimizers.nadam import scale_by_nadam
+from mxopt.optimizers.rmsprop import clip_new_weights, graves_momentum, scale_by_rmsprop
+from mxopt.optimizers.sgld import scale_by_langevin
+from mxopt.optimizers.signum import add_decoupled_weight_decay, scale_by_signum
 from mxopt.precision import multi_precision
 from mxopt.registry import create, register, registered_names
 from mxopt.schedules import (
-                             CosineScheduler,
-                             FactorScheduler,
-                             LRScheduler,
-                             MultiFactorScheduler,
-                             PolyScheduler,
+    CosineScheduler,
+    FactorScheduler,
+    LRScheduler,
+    MultiFactorScheduler,
+    PolyScheduler,
 )
 from mxopt.structure import check_trees
 from mxopt.transforms import (
-                             add_decayed_weights,
-                             clip,
-                             rescale,
-                             scale_by_adam,
-                             scale_by_learning_rate,
-                             trace,
+    LearningRate,
+    add_decayed_weights,
+    clip,
+    rescale,
+    scale_by_adam,
+    scale_by_learning_rate,
+    trace,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CosineScheduler", "FactorScheduler", "LRScheduler", "MultiFactorScheduler",
-    "PolyScheduler", "adam", "add_decayed_weights", "check_trees", "clip", "create",
-    "get_hyperparams", "julia", "multi_precision", "nag", "register", "registered_names",
-    "rescale", "scale_by_adam", "scale_by_learning_rate", "schedules", "set_hyperparams", "sgd",
-    "trace",
+    "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate", "MultiFactorScheduler",
+    "PolyScheduler", "adadelta", "adagrad", "adam", "adamax", "add_decayed_weights",
+    "add_decoupled_weight_decay", "add_delay_compensation", "ccsgd", "check_trees", "clip",
+    "clip_new_weights", "create", "dcasgd", "ftml", "ftrl", "ftrl_step", "get_hyperparams",
+    "graves_momentum", "groupadagrad", "julia", "lamb", "lars", "lbsgd", "multi_precision",
+    "mxnet_test", "nadam", "nag", "register", "registered_names", "rescale", "rmsprop",
+    "scale_by_adadelta", "scale_by_adagrad", "scale_by_adam", "scale_by_adamax", "scale_by_ftml",
+    "scale_by_group_adagrad", "scale_by_lamb", "scale_by_langevin", "scale_by_lars",
+    "scale_by_lbsgd", "scale_by_learning_rate", "scale_by_nadam", "scale_by_rmsprop",
+    "scale_by_signum", "scale_by_trust_ratio", "schedules", "set_hyperparams", "sgd", "sgld",
+    "signum", "trace",
 ]

@@ -32,6 +32,19 @@ _CHECKS: dict[str, Callable[[str, object], float]] = {
     "beta1": validation.decay_rate,
     "beta2": validation.decay_rate,
     "epsilon": validation.positive,
+    "eps": validation.non_negative,
+    "gamma1": validation.decay_rate,
+    "gamma2": validation.decay_rate,
+    "rho": validation.decay_rate,
+    "eta": validation.non_negative,
+    "lamda": validation.non_negative,
+    "lamda1": validation.non_negative,
+    "beta": validation.non_negative,
+    "wd_lh": validation.non_negative,
+    "schedule_decay": validation.non_negative,
+    "lower_bound": validation.positive,
+    "upper_bound": validation.positive,
+    "clip_weights": validation.positive,
 }
 _RESIDUAL = "_residual"
 

@@ -12,6 +12,7 @@ leaf (without ``multi_precision``) is updated in float16, as MXNet does.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import chex
@@ -21,15 +22,8 @@ import optax
 
 from mxopt import hyperparams, multipliers, validation
 from mxopt.multipliers import MultiplierSpec
+from mxopt.numerics import like, one_minus_power, tree_map
 from mxopt.schedules import Schedule
-
-
-def _map(fn, *trees):
-    return jax.tree_util.tree_map(fn, *trees)
-
-
-def _like(scale: jax.Array, leaf: jax.Array) -> jax.Array:
-    return scale.astype(leaf.dtype)
 
 
 def _elementwise(state: NamedTuple, fn) -> optax.GradientTransformation:
@@ -42,7 +36,7 @@ def _elementwise(state: NamedTuple, fn) -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
         del params
         (h,) = state
-        return _map(lambda g: fn(g, _like(h, g)), updates), state
+        return tree_map(lambda g: fn(g, like(h, g)), updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -101,7 +95,7 @@ def add_decayed_weights(wd: float = 0.0,
         if params is None:
             raise ValueError("weight decay needs params: call update(grads, state, params)")
         decay = multipliers.per_leaf(state.wd, state.wd_mult, updates)
-        return _map(lambda g, w, d: g + _like(d, g) * w.astype(g.dtype),
+        return tree_map(lambda g, w, d: g + like(d, g) * w.astype(g.dtype),
                     updates, params, decay), state
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -113,38 +107,72 @@ class ScaleByLearningRateState(NamedTuple):
     lr_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
 
 
+@dataclasses.dataclass(frozen=True)
+class LearningRate:
+    """Each leaf's learning rate at each update, for transforms that need it.
+
+    ``lr = learning_rate * lr_mult``, where ``learning_rate`` is a number
+    held in the state or ``schedule(num_update)``; ``num_update`` counts
+    updates from ``begin_num_update`` and the first update sees
+    ``begin_num_update + 1``, as in MXNet. With a schedule the state holds no
+    ``learning_rate``, so ``set_hyperparams`` refuses one, as MXNet's
+    ``set_learning_rate`` does under a scheduler.
+
+    A transform whose update is not linear in the rate (FTRL, FTML, ...)
+    keeps a :class:`ScaleByLearningRateState` from :meth:`init` in its own
+    state and calls :meth:`next` once per update.
+
+    Args:
+      learning_rate: a number >= 0 or a schedule of the update count.
+      lr_mult: per-leaf multipliers (see :mod:`mxopt.multipliers`).
+      begin_num_update: the update count the run starts from.
+    """
+
+    learning_rate: float | Schedule
+    lr_mult: MultiplierSpec = None
+    begin_num_update: int = 0
+
+    def __post_init__(self):
+        if not callable(self.learning_rate):
+            hyperparams.scalar("learning_rate", self.learning_rate)
+        validation.count("begin_num_update", self.begin_num_update)
+
+    def init(self, params: optax.Params) -> ScaleByLearningRateState:
+        held = None if callable(self.learning_rate) else hyperparams.scalar(
+            "learning_rate", self.learning_rate)
+        return ScaleByLearningRateState(jnp.asarray(self.begin_num_update, jnp.int32), held,
+                                        multipliers.resolve(self.lr_mult, params, "lr_mult"))
+
+    def unscaled(self, state: ScaleByLearningRateState) -> jax.Array:
+        """The rate before ``lr_mult`` at the update ``state`` counted last (f32 scalar)."""
+        if callable(self.learning_rate):
+            return self.learning_rate(state.count)
+        return state.learning_rate
+
+    def next(self, state: ScaleByLearningRateState,
+             like: chex.ArrayTree) -> tuple[chex.ArrayTree, ScaleByLearningRateState]:
+        """Counts one update; returns each leaf's rate (f32 scalars, shaped like ``like``)."""
+        state = state._replace(count=state.count + 1)
+        return multipliers.per_leaf(self.unscaled(state), state.lr_mult, like), state
+
+
 def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: MultiplierSpec = None,
                            begin_num_update: int = 0) -> optax.GradientTransformation:
-    """Steps against the gradient: ``g <- -lr * lr_mult * g``.
-
-    ``lr`` is ``learning_rate`` itself, or ``learning_rate(num_update)`` for a
-    schedule, where ``num_update`` counts updates from ``begin_num_update``
-    (the first update sees ``begin_num_update + 1``, as in MXNet). With a
-    schedule the state holds no ``learning_rate``, so ``set_hyperparams``
-    refuses one, as MXNet's ``set_learning_rate`` does under a scheduler.
+    """Steps against the gradient: ``g <- -lr * g``, ``lr`` as :class:`LearningRate` gives it.
 
     Args:
       learning_rate: a number >= 0 (held in the state) or a schedule.
       lr_mult: per-leaf multipliers (see :mod:`mxopt.multipliers`).
       begin_num_update: the update count the run starts from.
     """
-    schedule = learning_rate if callable(learning_rate) else None
-    initial = None if schedule else hyperparams.scalar("learning_rate", learning_rate)
-    begin = validation.count("begin_num_update", begin_num_update)
-
-    def init_fn(params):
-        return ScaleByLearningRateState(jnp.asarray(begin, jnp.int32), initial,
-                                        multipliers.resolve(lr_mult, params, "lr_mult"))
+    rate = LearningRate(learning_rate, lr_mult, begin_num_update)
 
     def update_fn(updates, state, params=None):
         del params
-        count = state.count + 1
-        lr = schedule(count) if schedule else state.learning_rate
-        step = multipliers.per_leaf(-lr, state.lr_mult, updates)
-        updates = _map(lambda g, s: _like(s, g) * g, updates, step)
-        return updates, state._replace(count=count)
+        lrs, state = rate.next(state, updates)
+        return tree_map(lambda g, lr: -like(lr, g) * g, updates, lrs), state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformation(rate.init, update_fn)
 
 
 class TraceState(NamedTuple):
@@ -172,9 +200,9 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
     def update_fn(updates, state, params=None):
         del params
         mu = state.momentum
-        new_trace = _map(lambda u, m: _like(mu, u) * m + u, updates, state.trace)
+        new_trace = tree_map(lambda u, m: like(mu, u) * m + u, updates, state.trace)
         if nesterov:
-            updates = _map(lambda u, m: _like(mu, u) * m + u, updates, new_trace)
+            updates = tree_map(lambda u, m: like(mu, u) * m + u, updates, new_trace)
         else:
             updates = new_trace
         return updates, TraceState(mu, new_trace)
@@ -191,17 +219,6 @@ class ScaleByAdamState(NamedTuple):
     beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
     mean: optax.Updates  # like params
     var: optax.Updates  # like params
-
-
-def _one_minus_power(beta: jax.Array, beta_residual: jax.Array, t: jax.Array) -> jax.Array:
-    """``1 - beta**t`` for the double-precision beta ``beta + beta_residual``.
-
-    Uses ``-expm1(t * log1p(-(1 - beta)))`` with the complement ``1 - beta``
-    taken in double-float, so the result keeps float32 precision even where
-    ``1 - beta`` is small and float32 cannot hold ``beta`` exactly.
-    """
-    complement = (1 - beta) - beta_residual
-    return -jnp.expm1(t * jnp.log1p(-complement))
 
 
 def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, *,
@@ -236,15 +253,15 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
         del params
         s = state
         count = s.count + 1
-        mean = _map(lambda g, m: _like(s.beta1, g) * m + _like(1 - s.beta1, g) * g,
+        mean = tree_map(lambda g, m: like(s.beta1, g) * m + like(1 - s.beta1, g) * g,
                     updates, s.mean)
-        var = _map(lambda g, v: _like(s.beta2, g) * v + _like(1 - s.beta2, g) * g * g,
+        var = tree_map(lambda g, v: like(s.beta2, g) * v + like(1 - s.beta2, g) * g * g,
                    updates, s.var)
         t = count.astype(jnp.float32)
-        correction = (jnp.sqrt(_one_minus_power(s.beta2, s.beta2_residual, t))
-                      / _one_minus_power(s.beta1, s.beta1_residual, t))
-        updates = _map(lambda m, v: _like(correction, m) * m / (jnp.sqrt(v) + _like(s.epsilon, v)),
-                       mean, var)
+        correction = (jnp.sqrt(one_minus_power(s.beta2, s.beta2_residual, t))
+                      / one_minus_power(s.beta1, s.beta1_residual, t))
+        updates = tree_map(
+            lambda m, v: like(correction, m) * m / (jnp.sqrt(v) + like(s.epsilon, v)), mean, var)
         return updates, s._replace(count=count, mean=mean, var=var)
 
     return optax.GradientTransformation(init_fn, update_fn)

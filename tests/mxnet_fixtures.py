@@ -1,4 +1,4 @@
-"""Loading of the trajectories and schedules recorded from MXNet 1.9.1 (tools/record_mxnet.py)."""
+"""Loading of what tools/record_mxnet.py recorded from MXNet 1.9.1."""
 
 import functools
 import json
@@ -11,7 +11,15 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 @functools.cache
 def load(name: str) -> dict:
+    """``mxnet_<name>.json``: ``schedules`` or ``registry``."""
     return json.loads((FIXTURES / f"mxnet_{name}.json").read_text())
+
+
+@functools.cache
+def trajectories(optimizer: str | None = None) -> list[dict]:
+    """The recorded trajectory cases of one optimizer, or of all of them."""
+    paths = sorted((FIXTURES / "trajectories").glob(f"{optimizer or '*'}.json"))
+    return [case for path in paths for case in json.loads(path.read_text())["cases"]]
 
 
 def make_scheduler(spec: dict) -> mxopt.LRScheduler:

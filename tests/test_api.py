@@ -1,5 +1,6 @@
 """The public surface: every name documented, the code ruff-clean."""
 
+import inspect
 import pathlib
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 import mxopt
+from mxopt.registry import _REGISTRY
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -23,6 +25,17 @@ def test_public_name_has_docstring(name):
                                   "PolyScheduler", "CosineScheduler"])
 def test_formula_is_in_the_docstring(name):
     assert "=" in getattr(mxopt, name).__doc__ or "<-" in getattr(mxopt, name).__doc__
+
+
+@pytest.mark.parametrize("name", mxopt.registered_names())
+def test_optimizer_docstring_gives_formula_and_arguments(name):
+    constructor = _REGISTRY[name]
+    doc = constructor.__doc__
+    assert "=" in doc or "<-" in doc, f"{name}: no update formula"
+    own = [p.name for p in inspect.signature(constructor).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for arg in own + ["learning_rate", "rescale_grad", "clip_gradient", "wd", "multi_precision"]:
+        assert f"{arg}" in doc, f"{name}: argument {arg!r} undocumented"
 
 
 def test_ruff_clean():

@@ -271,3 +271,15 @@ def test_plain_callable_schedule():
         assert -float(u["w"]) == pytest.approx(1.0 / n)
     with pytest.raises(ValueError, match="plain callable"):
         mxopt.sgd(learning_rate=0.1, lr_scheduler=lambda n: 1.0)
+
+
+def test_ccsgd_is_sgd_with_a_deprecation_warning():
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([0.5, 0.25])}
+    with pytest.warns(DeprecationWarning, match="ccsgd is deprecated"):
+        old = mxopt.create("ccsgd", learning_rate=0.1, momentum=0.9, wd=0.01)
+    new = mxopt.sgd(learning_rate=0.1, momentum=0.9, wd=0.01)
+    u_old, _ = old.update(grads, old.init(params), params)
+    u_new, _ = new.update(grads, new.init(params), params)
+    np.testing.assert_array_equal(u_old["w"], u_new["w"])
+    np.testing.assert_allclose(u_new["w"], [-0.1 * (0.5 + 0.01), -0.1 * (0.25 - 0.02)], rtol=1e-6)

@@ -121,6 +121,10 @@ class Base:
                              "lr_scheduler; give one or the other")
         return self.lr_scheduler.overridden_by(self.learning_rate)
 
+    def rate(self) -> transforms.LearningRate:
+        """Each leaf's learning rate, for transforms that use it inside their formula."""
+        return transforms.LearningRate(self.schedule(), self.lr_mult, self.begin_num_update)
+
     def scale_by_learning_rate(self) -> optax.GradientTransformation:
         return transforms.scale_by_learning_rate(
             self.schedule(), lr_mult=self.lr_mult, begin_num_update=self.begin_num_update)

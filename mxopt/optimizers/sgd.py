@@ -1,7 +1,8 @@
-"""Stochastic gradient descent with MXNet's momentum forms: ``sgd`` and ``nag``."""
+"""Stochastic gradient descent with MXNet's momentum forms: ``sgd``, ``nag`` (and ``ccsgd``)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Unpack
 
 import optax
@@ -68,3 +69,12 @@ def nag(momentum: float = 0.0, **base: Unpack[BaseArgs]) -> optax.GradientTransf
 
 sgd.__doc__ += BASE_ARGS_DOC
 nag.__doc__ += BASE_ARGS_DOC
+
+
+@register
+def ccsgd(momentum: float = 0.0, lazy_update: bool = True,
+          **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's deprecated ``ccsgd``: the same as :func:`sgd`, with a DeprecationWarning."""
+    warnings.warn("ccsgd is deprecated; use sgd", DeprecationWarning, stacklevel=2)
+    return sgd(momentum, lazy_update, **base)
+ccsgd.__doc__ += "\n\n    As :func:`sgd`:\n\n    " + sgd.__doc__

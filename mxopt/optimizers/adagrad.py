@@ -1,0 +1,148 @@
+"""AdaGrad, as MXNet computes it: ``adagrad`` and the row-wise contrib ``groupadagrad``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, validation
+from mxopt.numerics import like, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+from mxopt.structure import named_leaves
+
+
+class ScaleByAdagradState(NamedTuple):
+    eps: jax.Array  # f32 scalar
+    history: optax.Updates  # like params; (rows, 1) per leaf in the row-wise form
+
+
+def _scale_by_history(eps: float, increment: Callable[[jax.Array], jax.Array],
+                      zeros: Callable[[jax.Array], jax.Array]) -> optax.GradientTransformation:
+    """``history += increment(g)``; ``out = g / sqrt(history + eps)``, ``history`` broadcast."""
+    # eps = 0 would give 0/0 for a leaf whose gradients have all been 0.
+    initial = hyperparams.scalar("eps", validation.positive("eps", eps))
+
+    def init_fn(params):
+        return ScaleByAdagradState(initial, tree_map(zeros, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        history = tree_map(lambda g, h: h + increment(g), updates, state.history)
+        updates = tree_map(lambda g, h: g / jnp.sqrt(h + like(state.eps, h)), updates, history)
+        return updates, state._replace(history=history)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
+    """AdaGrad's direction (Duchi et al., 2011), elementwise.
+
+    Per leaf, with ``history`` starting at zero::
+
+        history <- history + g^2
+        out = g / sqrt(history + eps)
+
+    The learning rate comes after it in a chain; MXNet's Python AdaGrad adds
+    weight decay between the two, an optimizer that decays the gradient
+    puts :func:`mxopt.transforms.add_decayed_weights` before it.
+
+    Args:
+      eps: added to the history under the square root, > 0 (MXNet calls it
+        the history's initial value, which is the same thing). MXNet accepts 0,
+        which gives NaN where a leaf's gradients have all been 0.
+    """
+    return _scale_by_history(eps, lambda g: g * g, jnp.zeros_like)
+
+
+def _row_history(param: jax.Array) -> jax.Array:
+    return jnp.zeros((param.shape[0], 1), param.dtype)
+
+
+def scale_by_group_adagrad(eps: float = 1e-5) -> optax.GradientTransformation:
+    """AdaGrad with one history value per row of each 2-D leaf (MXNet's GroupAdaGrad).
+
+    Per leaf ``g`` of shape ``(rows, columns)``, with ``history`` of shape
+    ``(rows, 1)`` starting at zero::
+
+        history <- history + mean(g^2, axis=1, keepdims=True)
+        out = g / sqrt(history + eps)
+
+    Every element of a row (an embedding vector, say) shares its step size.
+
+    Args:
+      eps: added to the history under the square root, > 0.
+
+    Raises:
+      ValueError: at ``init``, naming the first params leaf that is not 2-D.
+    """
+    inner = _scale_by_history(eps, lambda g: jnp.mean(g * g, axis=1, keepdims=True),
+                              _row_history)
+
+    def init_fn(params):
+        for name, leaf in named_leaves(params):
+            if jnp.ndim(leaf) != 2:
+                raise ValueError(
+                    f"groupadagrad keeps one history value per row and takes 2-D weights only "
+                    f"(as MXNet asserts); params leaf {name!r} has shape {jnp.shape(leaf)}")
+        return inner.init(params)
+
+    return optax.GradientTransformation(init_fn, inner.update)
+
+
+@register
+def adagrad(eps: float = 1e-7, **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``adagrad`` (Duchi, Hazan & Singer, 2011, JMLR 12).
+
+    Per leaf, as MXNet 1.9.1's ``AdaGrad.update`` computes it for dense
+    gradients::
+
+        g = clip(rescale_grad * grad, clip_gradient)
+        history = history + g^2
+        w = w - lr * (g / sqrt(history + eps) + wd * wd_mult * w)
+
+    Weight decay is added after the division, so it is not scaled by the
+    history.
+
+    Args:
+      eps: added to the history under the square root, > 0.
+    """
+    b = Base.parse("adagrad", base)
+    return b.build(b.rescale(), b.clip(), scale_by_adagrad(eps), b.weight_decay(),
+                   b.scale_by_learning_rate())
+
+
+@register
+def groupadagrad(eps: float = 1e-5, **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's contrib ``groupadagrad``: AdaGrad with one step size per row.
+
+    For 2-D weights only (embedding tables, dense layers). Per leaf of shape
+    ``(rows, columns)``, as MXNet 1.9.1's ``GroupAdaGrad.update`` computes it
+    for dense gradients::
+
+        g = clip(rescale_grad * grad, clip_gradient)
+        history = history + mean(g^2, axis=1, keepdims=True)   # (rows, 1)
+        w = w - lr * g / sqrt(history + eps)
+
+    MXNet supports no weight decay here: ``wd`` must be 0.
+
+    Args:
+      eps: added to the history under the square root, > 0.
+
+    Raises:
+      ValueError: ``wd`` other than 0 (when built), or a params leaf that is
+        not 2-D (at ``init``, naming the leaf).
+    """
+    b = Base.parse("groupadagrad", base)
+    if validation.non_negative("wd", b.wd) != 0:
+        raise ValueError(f"wd must be 0: groupadagrad supports no weight decay (MXNet asserts "
+                         f"wd == 0), got {b.wd!r}")
+    return b.build(b.rescale(), b.clip(), scale_by_group_adagrad(eps), b.scale_by_learning_rate())
+
+
+adagrad.__doc__ += BASE_ARGS_DOC
+groupadagrad.__doc__ += BASE_ARGS_DOC

@@ -1,0 +1,114 @@
+"""AdaMax, Adam's variant on the infinity norm, as MXNet computes it."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, validation
+from mxopt.numerics import complement, like, one_minus_power, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+class ScaleByAdamaxState(NamedTuple):
+    count: jax.Array  # i32 scalar: t, the update count from begin_num_update
+    beta1: jax.Array  # f32 scalar
+    beta2: jax.Array  # f32 scalar
+    epsilon: jax.Array | None  # f32 scalar, or None for none
+    beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
+    mean: optax.Updates  # like params: m
+    norm: optax.Updates  # like params: u, the decayed infinity norm of the gradients
+
+
+def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | None = None, *,
+                    begin_num_update: int = 0) -> optax.GradientTransformation:
+    """AdaMax's direction (Kingma & Ba, 2015, section 7), with bias correction.
+
+    At update ``t`` (counted from ``begin_num_update``), per leaf::
+
+        m <- beta1 * m + (1 - beta1) * g
+        u <- max(beta2 * u, |g|)
+        out = m / u / (1 - beta1^t)               (epsilon None, MXNet's Python AdaMax)
+        out = m / (u + epsilon) / (1 - beta1^t)   (MXNet.jl's AdaMax)
+
+    ``1 - beta1`` and ``1 - beta1^t`` are taken from the double-precision
+    ``beta1``, as MXNet computes them on the host. Without ``epsilon``, an element whose ``u`` is
+    0 (every gradient so far 0, so ``m`` is 0 too unless ``beta2`` is 0)
+    gets 0 where the formula gives ``0/0`` (MXNet: NaN).
+
+    Args:
+      beta1: decay rate of the mean, in [0, 1).
+      beta2: decay rate of the infinity norm, in [0, 1).
+      epsilon: added to ``u``, > 0, or None to add nothing.
+      begin_num_update: the update count the run starts from.
+    """
+    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
+    eps = None if epsilon is None else hyperparams.scalar("epsilon", epsilon)
+    begin = validation.count("begin_num_update", begin_num_update)
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByAdamaxState(jnp.asarray(begin, jnp.int32), b1, b2, eps,
+                                  hyperparams.residual(beta1), zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        s = state
+        count = s.count + 1
+        correction = 1 / one_minus_power(s.beta1, s.beta1_residual, count.astype(jnp.float32))
+        one_minus_beta1 = complement(s.beta1, s.beta1_residual)
+
+        def leaf(g, m, u):
+            m = like(s.beta1, g) * m + like(one_minus_beta1, g) * g
+            u = jnp.maximum(like(s.beta2, g) * u, jnp.abs(g))
+            if s.epsilon is None:
+                ratio = jnp.where(u > 0, m / jnp.where(u > 0, u, 1), 0)
+            else:
+                ratio = m / (u + like(s.epsilon, u))
+            return like(correction, g) * ratio, m, u
+
+        out = tree_map(leaf, updates, s.mean, s.norm)
+        updates, mean, norm = jax.tree.transpose(jax.tree.structure(updates), None, out)
+        return updates, s._replace(count=count, mean=mean, norm=norm)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def adamax(*, beta1: float = 0.9, beta2: float = 0.999,
+           **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``adamax`` (Kingma & Ba, 2015, arXiv:1412.6980, section 7).
+
+    At update ``t`` (counted from ``begin_num_update``), per leaf, as
+    MXNet 1.9.1's ``Adamax.update`` computes it::
+
+        g = clip(rescale_grad * grad + wd * wd_mult * w, clip_gradient)
+        m = beta1 * m + (1 - beta1) * g
+        u = max(beta2 * u, |g|)
+        w = w - lr / (1 - beta1^t) * m / u
+
+    Weight decay is added before clipping, as in Adam. There is no epsilon:
+    an element whose gradients have all been 0 has ``m = u = 0``; mxopt
+    leaves it unchanged where MXNet's ``0/0`` makes it NaN (see
+    docs/mxnet_differences.md). The default ``learning_rate=0.002``
+    overrides a scheduler's ``base_lr`` unless ``learning_rate=None`` is
+    passed, as in MXNet.
+
+    All arguments are keywords (MXNet's first positional argument is
+    ``learning_rate``, one of the base arguments below).
+
+    Args:
+      beta1: decay rate of the mean, in [0, 1).
+      beta2: decay rate of the infinity norm, in [0, 1).
+    """
+    b = Base.parse("adamax", base, learning_rate=0.002)
+    return b.build(b.rescale(), b.weight_decay(), b.clip(),
+                   scale_by_adamax(beta1, beta2, begin_num_update=b.begin_num_update),
+                   b.scale_by_learning_rate())
+
+
+adamax.__doc__ += BASE_ARGS_DOC

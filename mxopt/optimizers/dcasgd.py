@@ -1,0 +1,82 @@
+"""DCASGD: SGD with delay compensation for asynchronous training."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams
+from mxopt.numerics import like, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers.sgd import _momentum
+from mxopt.registry import register
+
+
+class AddDelayCompensationState(NamedTuple):
+    lamda: jax.Array  # f32 scalar
+    previous_weight: optax.Params  # like params: the weight the previous update started from
+
+
+def add_delay_compensation(lamda: float = 0.04) -> optax.GradientTransformation:
+    """DCASGD's correction of a stale gradient: ``g <- g + lamda * g * g * (w - w_prev)``.
+
+    ``w_prev`` is the weight the previous update started from (the initial
+    weight before the first update, so the first correction is 0); each
+    update then remembers ``w``. ``g * g`` is the diagonal approximation of
+    the Hessian the paper uses.
+
+    Args:
+      lamda: the strength of the compensation, >= 0.
+    """
+    initial = hyperparams.scalar("lamda", lamda)
+
+    def init_fn(params):
+        return AddDelayCompensationState(initial, jax.tree.map(jnp.asarray, params))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("dcasgd needs params: call update(grads, state, params)")
+        lam = state.lamda
+        updates = tree_map(lambda g, w, p: g + like(lam, g) * g * g * (w - p).astype(g.dtype),
+                       updates, params, state.previous_weight)
+        return updates, state._replace(previous_weight=params)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def dcasgd(momentum: float = 0.0, lamda: float = 0.04,
+           **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``dcasgd``: delay-compensated asynchronous SGD.
+
+    Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``
+    and ``w_prev`` the weight the previous update started from::
+
+        g = clip(rescale_grad * grad, clip_gradient)
+        d = g + wd * wd_mult * w + lamda * g * g * (w - w_prev)
+        mom = momentum * mom - lr * d
+        w = w + mom
+
+    With ``momentum=0`` there is no buffer and ``w = w - lr * d``. The
+    compensation uses the clipped gradient without weight decay.
+    MXNet 1.9.1 fails with ``momentum > 0`` (its Python code tests the
+    truth of the momentum NDArray); mxopt runs the formula above, the one
+    that code spells out (see docs/mxnet_differences.md).
+
+    Args:
+      momentum: in [0, 1).
+      lamda: the strength of the delay compensation, >= 0.
+
+    References:
+      Zheng, Meng, Wang, Chen, Yu, Ma & Liu, "Asynchronous Stochastic
+      Gradient Descent with Delay Compensation", ICML 2017, arXiv:1609.08326.
+    """
+    b = Base.parse("dcasgd", base)
+    return b.build(b.rescale(), b.clip(), add_delay_compensation(lamda), b.weight_decay(),
+                   b.scale_by_learning_rate(), *_momentum(momentum, nesterov=False))
+
+
+dcasgd.__doc__ += BASE_ARGS_DOC

@@ -1,0 +1,121 @@
+"""FTML (Follow the Moving Leader), as MXNet computes it."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, transforms
+from mxopt.numerics import like, one_minus_float32_power, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+class ScaleByFtmlState(NamedTuple):
+    rate: transforms.ScaleByLearningRateState  # its count is t, the update count
+    beta1: jax.Array  # f32 scalar
+    beta2: jax.Array  # f32 scalar
+    epsilon: jax.Array  # f32 scalar
+    d: optax.Updates  # like params: d_{t-1}
+    v: optax.Updates  # like params
+    z: optax.Updates  # like params
+
+
+def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: float = 0.999,
+                  epsilon: float = 1e-8) -> optax.GradientTransformation:
+    """FTML's step: the update that moves ``w`` to ``-z / d_t``.
+
+    At update ``t``, per leaf, with ``lr`` from ``rate``::
+
+        v <- beta2 * v + (1 - beta2) * g^2
+        d_t = (1 - beta1^t) / lr * (sqrt(v / (1 - beta2^t)) + epsilon)
+        z <- beta1 * z + (1 - beta1) * g - (d_t - beta1 * d_{t-1}) * w
+        out = -z / d_t - w
+
+    The learning rate sits inside ``d_t``, so this transform takes it
+    itself; where it is 0 the output is 0 and ``d``, ``z`` stay as they
+    were, which is the limit ``lr -> 0``. ``beta^t`` is rounded to float32
+    as in MXNet's ``ftml_update`` kernel (see
+    :func:`mxopt.numerics.one_minus_float32_power`).
+
+    Args:
+      rate: the learning rate per leaf and update (its count is ``t``).
+      beta1, beta2: decay rates, in [0, 1).
+      epsilon: added to the root, > 0.
+    """
+    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
+    eps = hyperparams.scalar("epsilon", epsilon)
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByFtmlState(rate.init(params), b1, b2, eps, zeros, zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("ftml needs params: call update(grads, state, params)")
+        s = state
+        lrs, rate_state = rate.next(s.rate, updates)
+        t = rate_state.count.astype(jnp.float32)
+        corrections = (one_minus_float32_power(s.beta1, t), one_minus_float32_power(s.beta2, t))
+
+        def step(g, w, lr, d, v, z):
+            w, lr = w.astype(g.dtype), like(lr, g)
+            beta1 = like(s.beta1, g)
+            v = like(s.beta2, g) * v + like(1 - s.beta2, g) * (g * g)
+            # MXNet divides by lr = 0 and returns NaN. As lr -> 0, -z_t / d_t
+            # tends to w, and keeping d and z gives the same next step. d_t is
+            # also 0 where v is 0 and epsilon underflows (float16): no step.
+            d_t = (like(corrections[0], g) / jnp.where(lr != 0, lr, 1)
+                   * (jnp.sqrt(v / like(corrections[1], g)) + like(s.epsilon, g)))
+            moving = (lr != 0) & (d_t > 0)
+            z_t = beta1 * z + like(1 - s.beta1, g) * g - (d_t - beta1 * d) * w
+            return (jnp.where(moving, -z_t / d_t - w, 0), jnp.where(moving, d_t, d), v,
+                    jnp.where(moving, z_t, z))
+
+        out = tree_map(step, updates, params, lrs, s.d, s.v, s.z)
+        parts = jax.tree_util.tree_transpose(jax.tree_util.tree_structure(updates),
+                                             jax.tree_util.tree_structure((0, 0, 0, 0)), out)
+        updates, d, v, z = parts
+        return updates, s._replace(rate=rate_state, d=d, v=v, z=z)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def ftml(beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8,
+         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``ftml`` (Zheng & Kwok, 2017).
+
+    At update ``t`` (counted from ``begin_num_update``), per leaf, with
+    ``lr`` the (scheduled) learning rate times ``lr_mult``::
+
+        g = clip(rescale_grad * grad + wd * wd_mult * w, clip_gradient)
+        v = beta2 * v + (1 - beta2) * g^2
+        d_t = (1 - beta1^t) / lr * (sqrt(v / (1 - beta2^t)) + epsilon)
+        z = beta1 * z + (1 - beta1) * g - (d_t - beta1 * d_{t-1}) * w
+        w = -z / d_t
+
+    Weight decay is added before clipping. The learning rate enters
+    ``d_t`` nonlinearly. Where it is 0 (a schedule decayed to
+    ``final_lr=0``, an ``lr_mult`` of 0) the leaf takes no step, the limit
+    of the formula as ``lr -> 0``; MXNet divides by zero there and its
+    weights become NaN.
+
+    Args:
+      beta1: decay of ``z`` and of ``d``, in [0, 1); around 0.5.
+      beta2: decay of ``v``, in [0, 1); close to 1.
+      epsilon: added to the root, > 0.
+
+    References:
+      Zheng & Kwok, 2017, "Follow the Moving Leader in Deep Learning",
+      ICML, http://proceedings.mlr.press/v70/zheng17a/zheng17a.pdf.
+    """
+    b = Base.parse("ftml", base)
+    return b.build(b.rescale(), b.weight_decay(), b.clip(),
+                   scale_by_ftml(b.rate(), beta1, beta2, epsilon))
+
+
+ftml.__doc__ += BASE_ARGS_DOC

@@ -1,0 +1,135 @@
+"""FTRL-Proximal, as MXNet computes it."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, multipliers
+from mxopt.multipliers import MultiplierSpec
+from mxopt.numerics import like, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+from mxopt.transforms import LearningRate, ScaleByLearningRateState
+
+
+class FtrlStepState(NamedTuple):
+    rate: ScaleByLearningRateState  # the update count, learning_rate and lr_mult
+    lamda1: jax.Array  # f32 scalar
+    beta: jax.Array  # f32 scalar
+    wd: jax.Array  # f32 scalar
+    wd_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
+    z: optax.Updates  # like params: the gradients, less the proximal terms, summed
+    n: optax.Updates  # like params: the squared gradients summed
+
+
+def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: float = 0.0,
+              wd_mult: MultiplierSpec = None) -> optax.GradientTransformation:
+    """The step to FTRL-Proximal's next weight, computed in closed form from ``z`` and ``n``.
+
+    Per leaf, with ``lr`` the leaf's rate at this update, ``w`` the current
+    weight and ``z``, ``n`` starting at zero, in the order of MXNet's
+    ``ftrl_update`` kernel::
+
+        z <- z + (g - (sqrt(n + g^2) - sqrt(n)) * w / lr)
+        n <- n + g^2
+        w_new = (sign(z) * lamda1 - z) / ((beta + sqrt(n)) / lr + wd) * (|z| > lamda1)
+        out = w_new - w
+
+    The new weight depends on the learning rate nonlinearly, so the rate is
+    taken here (``rate``) rather than from a :func:`scale_by_learning_rate`
+    at the end of a chain, and weight decay enters the denominator, not the
+    gradient. Where ``lr`` is 0 the formula divides by zero (MXNet's
+    weights become NaN); here the update is skipped: ``w``, ``z`` and ``n``
+    stay as they are.
+
+    Args:
+      rate: the learning rate (schedule, ``lr_mult``, ``begin_num_update``).
+      lamda1: the L1 penalty, >= 0; weights whose ``|z| <= lamda1`` are 0.
+      beta: added to ``sqrt(n)`` in the per-coordinate rate, >= 0.
+      wd: the L2 penalty, >= 0.
+      wd_mult: per-leaf multipliers of ``wd`` (see :mod:`mxopt.multipliers`).
+    """
+    l1, b = hyperparams.scalar("lamda1", lamda1), hyperparams.scalar("beta", beta)
+    decay = hyperparams.scalar("wd", wd)
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return FtrlStepState(rate.init(params), l1, b, decay,
+                             multipliers.resolve(wd_mult, params, "wd_mult"), zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("ftrl needs params: call update(grads, state, params)")
+        lrs, rate_state = rate.next(state.rate, updates)
+        wds = multipliers.per_leaf(state.wd, state.wd_mult, updates)
+
+        def leaf(g, w, z, n, lr, wd):
+            lr, wd, l1, b = (like(x, g) for x in (lr, wd, state.lamda1, state.beta))
+            w = w.astype(g.dtype)
+            new_z = z + (g - (jnp.sqrt(n + g * g) - jnp.sqrt(n)) * w / lr)
+            new_n = n + g * g
+            new_w = ((jnp.sign(new_z) * l1 - new_z) / ((b + jnp.sqrt(new_n)) / lr + wd)
+                     * (jnp.abs(new_z) > l1).astype(g.dtype))
+            # The formula divides by lr; a rate of 0 (lr_mult=0 freezing a
+            # leaf, a schedule decayed to 0) skips the update instead.
+            learns = lr > 0
+            return (jnp.where(learns, new_w - w, 0), jnp.where(learns, new_z, z),
+                    jnp.where(learns, new_n, n))
+
+        out = tree_map(leaf, updates, params, state.z, state.n, lrs, wds)
+        steps, z, n = jax.tree.transpose(jax.tree.structure(updates), None, out)
+        return steps, state._replace(rate=rate_state, z=z, n=n)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def ftrl(*, lamda1: float = 0.01, beta: float = 1.0,
+         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``ftrl``: FTRL-Proximal (McMahan et al., 2013).
+
+    Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``,
+    as MXNet 1.9.1's ``ftrl_update`` kernel computes it::
+
+        g = clip(rescale_grad * grad, clip_gradient)
+        z = z + g - (sqrt(n + g^2) - sqrt(n)) * w / lr
+        n = n + g^2
+        w = (sign(z) * lamda1 - z) / ((beta + sqrt(n)) / lr + wd * wd_mult) * (|z| > lamda1)
+
+    The weight is recomputed from ``z`` and ``n`` at every update, so a zero
+    gradient still moves it (to the proximal point). Weight decay is an L2
+    penalty in the denominator, not a term of the gradient.
+
+    ``learning_rate`` defaults to 0.1 without a scheduler. With
+    ``lr_scheduler``, the scheduler's ``base_lr`` is used unless
+    ``learning_rate`` is given, which then overrides ``base_lr`` as for every
+    other optimizer (MXNet 1.9.1's ``Ftrl`` ignores a ``learning_rate`` given
+    with a scheduler; see docs/mxnet_differences.md).
+
+    Float16 weights without ``multi_precision`` are updated in float16, with
+    float16 ``z`` and ``n`` (MXNet 1.9.1 fails there: it makes float32
+    states for them).
+
+    All arguments are keywords (MXNet's second positional argument is
+    ``learning_rate``, one of the base arguments below).
+
+    Args:
+      lamda1: the L1 regularization coefficient, >= 0.
+      beta: the per-coordinate learning-rate parameter, >= 0.
+
+    References:
+      McMahan et al., "Ad Click Prediction: a View from the Trenches",
+      KDD 2013, https://dl.acm.org/doi/10.1145/2487575.2488200.
+    """
+    if base.get("lr_scheduler") is None and base.get("learning_rate") is None:
+        base = {**base, "learning_rate": 0.1}
+    b = Base.parse("ftrl", base)
+    return b.build(b.rescale(), b.clip(), ftrl_step(b.rate(), lamda1, beta, b.wd, b.wd_mult))
+
+
+ftrl.__doc__ += BASE_ARGS_DOC

@@ -1,0 +1,222 @@
+"""LARS: SGD with a layer-wise trust ratio on the learning rate, as MXNet computes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Unpack
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, multipliers, transforms, validation
+from mxopt.multipliers import MultiplierSpec
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.precision import multi_precision
+from mxopt.registry import register
+from mxopt.structure import check_trees, leaf_name
+
+# MXNet skips the trust ratio for parameters whose names end so (biases and
+# batch-norm scales and shifts): a plain suffix test on the leaf's name.
+EXEMPT_SUFFIXES = ("gamma", "beta", "bias")
+
+
+def is_exempt(name: str) -> bool:
+    """Whether the leaf named ``name`` keeps the plain learning rate (no trust ratio)."""
+    return name.endswith(EXEMPT_SUFFIXES)
+
+
+def sum_of_squares(x: jax.Array) -> jax.Array:
+    """``sum(x * x)`` as MXNet's ``multi_sum_sq``: squares in ``x``'s dtype, summed in float32."""
+    return jnp.sum((x * x).astype(jnp.float32))
+
+
+def with_momentum(trace: optax.GradientTransformation, steps: optax.Updates,
+                  state: transforms.TraceState | optax.EmptyState,
+                  momentum: jax.Array) -> tuple[optax.Updates, optax.OptState]:
+    """:func:`transforms.trace` for one update with ``momentum`` in place of the held one."""
+    if not isinstance(state, transforms.TraceState):
+        return steps, state
+    steps, new = trace.update(steps, state._replace(momentum=momentum))
+    return steps, new._replace(momentum=state.momentum)
+
+
+class ScaleByLarsState(NamedTuple):
+    eta: jax.Array  # f32 scalar
+    eps: jax.Array  # f32 scalar
+    # f32[1]: the learning rate (before lr_mult) of the previous update, 0
+    # before the first; shaped (1,) so that it is no settable hyperparameter.
+    last_lr: jax.Array
+    rescale: transforms.RescaleState
+    clip: transforms.ClipState | optax.EmptyState
+    decay: transforms.AddDecayedWeightsState
+    rate: transforms.ScaleByLearningRateState
+    mom: transforms.TraceState | optax.EmptyState  # EmptyState when momentum is 0
+
+
+def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: float = 0.001,
+                  eps: float = 0.0, momentum_correction: bool = True, rescale_grad: float = 1.0,
+                  clip_gradient: float | None = None, wd: float = 0.0,
+                  wd_mult: MultiplierSpec = None,
+                  stored_dtypes: chex.ArrayTree | None = None) -> optax.GradientTransformation:
+    """MXNet's LARS step, from the raw gradient to the weight update.
+
+    Per leaf, with ``lr`` from ``rate`` (lr_mult included) and ``wd`` times
+    ``wd_mult``::
+
+        ratio = eta * |w| / (rescale_grad * |grad| + wd * |w| + eps)
+        lr_layer = lr * ratio   if |w| > 0 and |grad| > 0 and the leaf is not exempt
+                   lr           otherwise
+        mom = mu * mom - lr_layer * (clip(rescale_grad * grad, clip_gradient) + wd * w)
+        update = mom
+
+    ``|.|`` is the L2 norm of the whole leaf; the gradient's norm is taken
+    before clipping. ``mu`` is ``momentum * lr_t / lr_{t-1}`` (learning rates
+    before lr_mult) with ``momentum_correction``, unless ``lr_{t-1}`` is 0 or
+    this is the first update. A leaf is exempt when its name ends with
+    ``gamma``, ``beta`` or ``bias`` (:func:`is_exempt`).
+
+    The rescale, clip and weight-decay hyperparameters are held once, in the
+    states of :func:`transforms.rescale`, :func:`transforms.clip` and
+    :func:`transforms.add_decayed_weights`, which this transform applies.
+
+    The norms are those of the weights and gradients as stored, squared in
+    their dtype and summed in float32, as MXNet's ``multi_sum_sq``. Under
+    ``multi_precision`` the transform sees float32 master copies: pass the
+    stored dtypes (a pytree like the params) as ``stored_dtypes``, and the
+    norms are taken of the masters rounded to them, which are the stored
+    weights (see :func:`on_master_copies`).
+    """
+    eta_, eps_ = hyperparams.scalar("eta", eta), hyperparams.scalar("eps", eps)
+    rescale = transforms.rescale(rescale_grad)
+    clip = transforms.clip(clip_gradient)
+    decay = transforms.add_decayed_weights(wd, wd_mult)
+    if validation.decay_rate("momentum", momentum) > 0:
+        trace = transforms.trace(momentum)
+    else:
+        trace = optax.identity()
+
+    def init_fn(params):
+        return ScaleByLarsState(eta_, eps_, jnp.zeros((1,), jnp.float32), rescale.init(params),
+                                clip.init(params), decay.init(params), rate.init(params),
+                                trace.init(params))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("lars needs params: call update(grads, state, params)")
+        s = state
+        lrs, rate_state = rate.next(s.rate, updates)
+        wds = multipliers.per_leaf(s.decay.wd, s.decay.wd_mult, updates)
+        scale = s.rescale.rescale_grad
+
+        def layer_rate(path, lr, wd, w, g, dtype):
+            if is_exempt(leaf_name(path)):
+                return lr
+            w_norm = jnp.sqrt(sum_of_squares(w.astype(dtype)))
+            g_sum_sq = sum_of_squares(g.astype(dtype))
+            ratio = lr * s.eta * w_norm / (jnp.sqrt(g_sum_sq) * scale + wd * w_norm + s.eps)
+            return jnp.where((w_norm > 0) & (g_sum_sq > 0), ratio, lr)
+
+        dtypes = (jax.tree_util.tree_map(jnp.result_type, params) if stored_dtypes is None
+                  else stored_dtypes)
+        layer_lrs = jax.tree_util.tree_map_with_path(layer_rate, lrs, wds, params, updates, dtypes)
+        grads, rescale_state = rescale.update(updates, s.rescale)
+        grads, clip_state = clip.update(grads, s.clip)
+        grads, decay_state = decay.update(grads, s.decay, params)
+        steps = jax.tree_util.tree_map(lambda g, lr: -lr.astype(g.dtype) * g, grads, layer_lrs)
+        lr = rate.unscaled(rate_state)
+        last = s.last_lr[0]
+        mu = s.mom.momentum if isinstance(s.mom, transforms.TraceState) else None
+        if mu is not None and momentum_correction:
+            mu = jnp.where(last != 0, mu * (lr / jnp.where(last != 0, last, 1)), mu)
+        steps, trace_state = with_momentum(trace, steps, s.mom, mu)
+        return steps, ScaleByLarsState(s.eta, s.eps, jnp.reshape(lr, (1,)), rescale_state,
+                                       clip_state, decay_state, rate_state, trace_state)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def on_master_copies(
+        make: Callable[[chex.ArrayTree], optax.GradientTransformation],
+) -> optax.GradientTransformation:
+    """:func:`mxopt.multi_precision` of ``make(dtypes)``, ``dtypes`` those of the stored params.
+
+    For transforms that, like MXNet's LARS, read the stored low-precision
+    weights as well as the float32 masters they update.
+    """
+    def dtypes(params):
+        return jax.tree_util.tree_map(jnp.result_type, params)
+
+    def init_fn(params):
+        return multi_precision(make(dtypes(params))).init(params)
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("multi_precision needs params: call update(grads, state, params)")
+        return multi_precision(make(dtypes(params))).update(updates, state, params)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, eps: float = 0,
+         momentum_correction: bool = True,
+         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``lars``: layer-wise adaptive rate scaling (You et al., 2017).
+
+    SGD with momentum and weight decay whose learning rate is scaled per
+    leaf by a trust ratio. Per leaf, with ``lr`` the (scheduled) learning
+    rate times ``lr_mult`` and ``wd`` the weight decay times ``wd_mult``::
+
+        ratio = eta * |w| / (rescale_grad * |grad| + wd * |w| + eps)
+        lr_layer = lr * ratio    (lr where |w| = 0, |grad| = 0, or for exempt leaves)
+        mom = mu * mom - lr_layer * (clip(rescale_grad * grad, clip_gradient) + wd * w)
+        w = w + mom
+
+    ``|.|`` is the L2 norm over the whole leaf, the gradient's taken before
+    clipping. With ``momentum_correction``, ``mu = momentum * lr_t / lr_{t-1}``
+    (Goyal et al., 2017; rates before lr_mult; plain ``momentum`` on the
+    first update or after a rate of 0), so a scheduled change of rate does
+    not rescale the steps already in the buffer; otherwise ``mu = momentum``.
+    With ``momentum=0`` there is no buffer and ``w = w - lr_layer * (...)``.
+
+    Exempt leaves, which keep ``lr``: those whose name (the key path joined
+    by ``/``, see :mod:`mxopt.structure`) ends with ``gamma``, ``beta`` or
+    ``bias``, the suffix test MXNet applies to parameter names; so
+    ``"bn0_gamma"``, ``"bn/beta"`` and ``"dense/bias"`` are exempt while
+    ``"dense/kernel"`` or Flax's ``"BatchNorm_0/scale"`` are not.
+
+    Args:
+      momentum: in [0, 1).
+      lazy_update: accepted for compatibility; it only changes MXNet's
+        updates of row-sparse gradients, and JAX gradients are dense.
+      eta: the LARS coefficient, >= 0.
+      eps: added to the trust ratio's denominator, >= 0.
+      momentum_correction: scale the momentum by the change of learning rate.
+
+    References:
+      You, Gitman and Ginsburg, "Large Batch Training of Convolutional
+      Networks", arXiv:1708.03888. Goyal et al., "Accurate, Large Minibatch
+      SGD: Training ImageNet in 1 Hour", arXiv:1706.02677.
+    """
+    del lazy_update
+    if not isinstance(momentum_correction, bool):
+        raise ValueError(f"momentum_correction must be a bool, got {momentum_correction!r}")
+    b = Base.parse("lars", base)
+
+    def make(stored_dtypes=None):
+        return scale_by_lars(b.rate(), momentum=momentum, eta=eta, eps=eps,
+                             momentum_correction=momentum_correction,
+                             rescale_grad=b.rescale_grad, clip_gradient=b.clip_gradient,
+                             wd=b.wd, wd_mult=b.wd_mult, stored_dtypes=stored_dtypes)
+
+    tx = make()  # checks the arguments now, with or without multi_precision
+    if b.multi_precision:
+        # MXNet's LARS takes its norms of the float16 weights, not of the masters;
+        # this is b.build with their dtypes passed in.
+        return check_trees(on_master_copies(lambda dtypes: optax.chain(make(dtypes))))
+    return b.build(tx)
+
+
+lars.__doc__ += BASE_ARGS_DOC

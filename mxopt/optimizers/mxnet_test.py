@@ -1,0 +1,52 @@
+"""MXNet's ``test`` optimizer: adds the rescaled gradient and remembers the weight."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import optax
+
+from mxopt.numerics import tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+class RememberWeightState(NamedTuple):
+    weight: optax.Params  # like params: the weight after the last update (zeros before any)
+
+
+def remember_weight() -> optax.GradientTransformation:
+    """Passes updates through and keeps the weight they lead to, ``w + u``, in the state."""
+
+    def init_fn(params):
+        return RememberWeightState(optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("test needs params: call update(grads, state, params)")
+        return updates, RememberWeightState(tree_map(lambda w, u: w + u.astype(w.dtype),
+                                                 params, updates))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register(name="test")
+def mxnet_test(**base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``test`` optimizer, which MXNet's own unit tests use.
+
+    Per leaf::
+
+        w = w + rescale_grad * grad
+        state = w
+
+    It steps *along* the gradient, and the state holds a copy of the new
+    weight (zeros before the first update). As in MXNet, every base
+    argument but ``rescale_grad`` and ``multi_precision`` is accepted and
+    ignored: there is no learning rate, clipping or weight decay.
+    Registered as ``"test"``.
+    """
+    b = Base.parse("test", base)
+    return b.build(b.rescale(), remember_weight())
+
+
+mxnet_test.__doc__ += BASE_ARGS_DOC

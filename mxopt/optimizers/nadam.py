@@ -1,0 +1,166 @@
+"""Nadam: Adam with Nesterov momentum, as MXNet documents it."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, validation
+from mxopt.numerics import complement, like, one_minus_power, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+class ScaleByNadamState(NamedTuple):
+    count: jax.Array  # i32 scalar: t, the update count from begin_num_update
+    beta1: jax.Array  # f32 scalar
+    beta2: jax.Array  # f32 scalar
+    epsilon: jax.Array  # f32 scalar
+    schedule_decay: jax.Array  # f32 scalar
+    beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
+    beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
+    # f32, shape (1,): 1 - P_t, P_t the momentum schedule's product over this
+    # run's updates. Not a scalar, so that mxopt.hyperparams does not take it
+    # for a hyperparameter.
+    schedule: jax.Array
+    mean: optax.Updates  # like params: m
+    var: optax.Updates  # like params: v
+
+
+def _momentum_complement(beta1: jax.Array, beta1_residual: jax.Array, decay: jax.Array,
+                         t: jax.Array, gamma: float, alpha: float) -> tuple[jax.Array, jax.Array]:
+    """``mu_t = beta1 * (1 - gamma * alpha^(t * decay))`` and ``1 - mu_t``.
+
+    ``1 - mu_t = (1 - beta1) + beta1 * gamma * alpha^(t * decay)`` is a sum
+    of non-negative terms, with ``1 - beta1`` from the double-precision
+    ``beta1``, so it keeps float32's relative precision where ``mu_t`` is
+    close to 1.
+    """
+    warm = gamma * jnp.exp(t * decay * jnp.log(jnp.float32(alpha)))
+    return beta1 * (1 - warm), complement(beta1, beta1_residual) + beta1 * warm
+
+
+def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
+                   schedule_decay: float = 0.004, *, begin_num_update: int = 0,
+                   gamma: float = 0.5, alpha: float = 0.96) -> optax.GradientTransformation:
+    """Nadam's direction (Dozat, 2016), with its momentum schedule.
+
+    At update ``t`` (counted from ``begin_num_update``), per leaf, with the
+    momentum schedule ``mu_t = beta1 * (1 - gamma * alpha^(t * schedule_decay))``
+    and ``P_t = mu_{b+1} * ... * mu_t`` its product over the updates of this
+    run (``b = begin_num_update``; ``P_b = 1``)::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g^2
+        m_bar = (1 - mu_t) * g / (1 - P_t) + mu_{t+1} * m / (1 - P_t * mu_{t+1})
+        out = m_bar / (sqrt(v / (1 - beta2^t)) + epsilon)
+
+    ``P_t`` is one product for all leaves, multiplied once per update. The
+    state keeps ``1 - P_t``, and ``1 - P_t = (1 - P_{t-1}) + P_{t-1} * (1 - mu_t)``
+    is a sum of non-negative terms; and ``1 - beta1``, ``1 - beta2`` and
+    ``1 - beta2^t`` come from the double-precision betas: all keep
+    float32's relative precision, so the result matches MXNet's
+    double-precision host computation.
+
+    Args:
+      beta1: decay rate of the mean and the momentum schedule's limit, in [0, 1).
+      beta2: decay rate of the second moment, in [0, 1).
+      epsilon: added to the corrected ``sqrt(v)``, > 0.
+      schedule_decay: how fast ``mu_t`` warms up to ``beta1``, >= 0.
+      begin_num_update: the update count the run starts from.
+      gamma, alpha: the shape of the warm-up (0.5 and 0.96 in MXNet and in
+        the report; MXNet.jl's ``NadamScheduler`` calls them ``γ`` and ``α``).
+    """
+    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
+    eps = hyperparams.scalar("epsilon", epsilon)
+    decay = hyperparams.scalar("schedule_decay", schedule_decay)
+    begin = validation.count("begin_num_update", begin_num_update)
+    gamma, alpha = validation.real("gamma", gamma), validation.positive("alpha", alpha)
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByNadamState(jnp.asarray(begin, jnp.int32), b1, b2, eps, decay,
+                                 hyperparams.residual(beta1), hyperparams.residual(beta2),
+                                 jnp.zeros((1,), jnp.float32), zeros, zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        s = state
+        count = s.count + 1
+        t = count.astype(jnp.float32)
+        mu, one_minus_mu = _momentum_complement(s.beta1, s.beta1_residual, s.schedule_decay, t,
+                                                gamma, alpha)
+        mu_next, one_minus_mu_next = _momentum_complement(s.beta1, s.beta1_residual,
+                                                          s.schedule_decay, t + 1, gamma, alpha)
+        schedule = s.schedule + (1 - s.schedule) * one_minus_mu  # 1 - P_t
+        schedule_next = schedule + (1 - schedule) * one_minus_mu_next  # 1 - P_t * mu_{t+1}
+        grad_scale = (one_minus_mu / schedule)[0]
+        mean_scale = (mu_next / schedule_next)[0]
+        var_correction = one_minus_power(s.beta2, s.beta2_residual, t)
+
+        one_minus_beta1 = complement(s.beta1, s.beta1_residual)
+        one_minus_beta2 = complement(s.beta2, s.beta2_residual)
+
+        def leaf(g, m, v):
+            m = like(s.beta1, g) * m + like(one_minus_beta1, g) * g
+            v = like(s.beta2, g) * v + like(one_minus_beta2, g) * g * g
+            m_bar = like(grad_scale, g) * g + like(mean_scale, m) * m
+            return m_bar / (jnp.sqrt(v / like(var_correction, v)) + like(s.epsilon, v)), m, v
+
+        out = tree_map(leaf, updates, s.mean, s.var)
+        updates, mean, var = jax.tree.transpose(jax.tree.structure(updates), None, out)
+        return updates, s._replace(count=count, schedule=schedule, mean=mean, var=var)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def nadam(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
+          schedule_decay: float = 0.004,
+          **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``nadam``: Adam with Nesterov momentum (Dozat, 2016).
+
+    At update ``t`` (counted from ``begin_num_update``), per leaf, with
+    ``mu_t = beta1 * (1 - 0.5 * 0.96^(t * schedule_decay))`` and ``P_t`` the
+    product of ``mu`` over this run's updates so far, including ``t``::
+
+        g = clip(rescale_grad * grad + wd * wd_mult * w, clip_gradient)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        m_bar = (1 - mu_t) * g / (1 - P_t) + mu_{t+1} * m / (1 - P_t * mu_{t+1})
+        w = w - lr * m_bar / (sqrt(v / (1 - beta2^t)) + epsilon)
+
+    ``P_t`` gains one factor per update, as in the report and Keras's Nadam
+    that MXNet's follows; a run from ``begin_num_update`` starts it at 1, as
+    a fresh MXNet optimizer does. MXNet 1.9.1 keeps one product for the whole
+    optimizer and multiplies it once per parameter per update, so its
+    steps depend on how many parameters it updates and in which order
+    (see docs/mxnet_differences.md). Weight decay is added before clipping,
+    as in Adam. The default ``learning_rate=0.001`` overrides a scheduler's
+    ``base_lr`` unless ``learning_rate=None`` is passed, as in MXNet.
+
+    All arguments are keywords (MXNet's first positional argument is
+    ``learning_rate``, one of the base arguments below).
+
+    Args:
+      beta1: decay rate of the mean, in [0, 1); the momentum schedule
+        warms up to it.
+      beta2: decay rate of the second moment, in [0, 1).
+      epsilon: added to the corrected ``sqrt(v)``, > 0.
+      schedule_decay: how fast the momentum schedule warms up, >= 0.
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", 2016,
+      http://cs229.stanford.edu/proj2015/054_report.pdf.
+    """
+    b = Base.parse("nadam", base, learning_rate=0.001)
+    return b.build(b.rescale(), b.weight_decay(), b.clip(),
+                   scale_by_nadam(beta1, beta2, epsilon, schedule_decay,
+                                  begin_num_update=b.begin_num_update),
+                   b.scale_by_learning_rate())
+
+
+nadam.__doc__ += BASE_ARGS_DOC

@@ -1,0 +1,185 @@
+"""RMSProp, as MXNet computes it: Tieleman & Hinton's form and Graves's centered form."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, transforms
+from mxopt.numerics import like, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+class ScaleByRMSPropState(NamedTuple):
+    gamma1: jax.Array  # f32 scalar
+    epsilon: jax.Array  # f32 scalar
+    mean_square: optax.Updates  # like params: E[g^2] (MXNet's state n)
+    mean: optax.Updates | None  # like params: E[g] (MXNet's state g); None unless centered
+
+
+def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
+                     centered: bool = False) -> optax.GradientTransformation:
+    """RMSProp's direction: the gradient over a running root mean square.
+
+    Per leaf, with the averages starting at zero::
+
+        mean_square <- gamma1 * mean_square + (1 - gamma1) * g^2
+        out = g / sqrt(mean_square + epsilon)
+
+    and with ``centered=True`` (Graves, 2013, eqs. 38-45) the running mean
+    of ``g`` is subtracted, which estimates the variance instead::
+
+        mean <- gamma1 * mean + (1 - gamma1) * g
+        out = g / sqrt(mean_square - mean^2 + epsilon)
+
+    Epsilon sits inside the square root, as in MXNet's ``rmsprop_update``
+    and ``rmspropalex_update`` kernels. The learning rate, and any momentum
+    over the scaled steps (:func:`graves_momentum`), come after it in a chain.
+
+    Args:
+      gamma1: decay of the running averages, in [0, 1).
+      epsilon: added under the square root, > 0.
+      centered: Graves's centered form.
+    """
+    g1, eps = hyperparams.scalar("gamma1", gamma1), hyperparams.scalar("epsilon", epsilon)
+
+    def init_fn(params):
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByRMSPropState(g1, eps, zeros, zeros if centered else None)
+
+    def update_fn(updates, state, params=None):
+        del params
+        s = state
+
+        def average(old, new):
+            return like(1 - s.gamma1, new) * new + like(s.gamma1, old) * old
+
+        mean_square = tree_map(lambda g, n: average(n, g * g), updates, s.mean_square)
+        if centered:
+            mean = tree_map(average, s.mean, updates)
+            spread = tree_map(lambda n, m: n - m * m, mean_square, mean)
+        else:
+            mean, spread = None, mean_square
+        updates = tree_map(lambda g, v: g / jnp.sqrt(v + like(s.epsilon, v)), updates, spread)
+        return updates, s._replace(mean_square=mean_square, mean=mean)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class MomentumState(NamedTuple):
+    gamma2: jax.Array  # f32 scalar
+    delta: optax.Updates  # like params: the last step taken (MXNet's state delta)
+
+
+def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
+    """Graves's momentum over learning-rate-scaled steps ``u``: ``delta <- gamma2 * delta + u``.
+
+    The output is ``delta``. This is :func:`mxopt.transforms.trace` with
+    its decay held under MXNet's name ``gamma2``, so that
+    ``set_hyperparams(state, gamma2=...)`` finds it.
+
+    Args:
+      gamma2: decay of the step, in [0, 1).
+    """
+    hyperparams.scalar("gamma2", gamma2)
+    inner = transforms.trace(gamma2)
+
+    def init_fn(params):
+        return MomentumState(*inner.init(params))
+
+    def update_fn(updates, state, params=None):
+        updates, traced = inner.update(updates, transforms.TraceState(*state), params)
+        return updates, MomentumState(*traced)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ClipWeightsState(NamedTuple):
+    clip_weights: jax.Array  # f32 scalar
+
+
+def clip_new_weights(bound: float | None = None) -> optax.GradientTransformation:
+    """MXNet's ``clip_weights``: the new weight is clipped to ``[-bound, bound]``.
+
+    The update ``u`` becomes ``clip(w + u, -bound, bound) - w``, so that
+    ``optax.apply_updates`` yields the clipped weight (to rounding). It comes
+    last in a chain, and ``update`` needs params.
+
+    Args:
+      bound: the bound, > 0, or ``None`` for no clipping (then the state is
+        empty). MXNet silently skips clipping for ``clip_weights <= 0``;
+        mxopt rejects such values.
+    """
+    if bound is None:
+        return optax.identity()
+    initial = hyperparams.scalar("clip_weights", bound)
+
+    def init_fn(params):
+        del params
+        return ClipWeightsState(initial)
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("clip_weights needs params: call update(grads, state, params)")
+
+        def clipped(u, w):
+            c = like(state.clip_weights, u)
+            w = w.astype(u.dtype)
+            return jnp.clip(w + u, -c, c) - w
+
+        return tree_map(clipped, updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def rmsprop(*, gamma1: float = 0.9, gamma2: float = 0.9, epsilon: float = 1e-8,
+            centered: bool = False, clip_weights: float | None = None,
+            **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``rmsprop`` (Tieleman & Hinton, 2012; centered: Graves, 2013).
+
+    Per leaf, as MXNet 1.9.1's ``rmsprop_update`` kernel computes it::
+
+        g = clip(rescale_grad * grad + wd * wd_mult * w, clip_gradient)
+        n = gamma1 * n + (1 - gamma1) * g^2
+        w = clip(w - lr * g / sqrt(n + epsilon), clip_weights)
+
+    and with ``centered=True``, as ``rmspropalex_update`` computes it::
+
+        n = gamma1 * n + (1 - gamma1) * g^2
+        m = gamma1 * m + (1 - gamma1) * g
+        delta = gamma2 * delta - lr * g / sqrt(n - m^2 + epsilon)
+        w = clip(w + delta, clip_weights)
+
+    Weight decay is added before gradient clipping. The learning rate sits
+    inside the centered form's ``delta``, so a change of rate takes effect
+    gradually there. ``gamma2`` is used by the centered form only. The
+    default ``learning_rate=0.001`` overrides a scheduler's ``base_lr``
+    unless ``learning_rate=None`` is passed, as in MXNet.
+
+    All arguments are keywords (MXNet's first positional argument is
+    ``learning_rate``, one of the base arguments below).
+
+    Args:
+      gamma1: decay of the running averages of ``g^2`` (and ``g``), in [0, 1).
+      gamma2: decay of the centered form's step ``delta``, in [0, 1).
+      epsilon: added under the square root, > 0.
+      centered: Graves's centered form.
+      clip_weights: clip the weights to ``[-clip_weights, clip_weights]``
+        after each update, > 0; ``None`` for no clipping.
+    """
+    b = Base.parse("rmsprop", base, learning_rate=0.001)
+    if not isinstance(centered, bool):
+        raise ValueError(f"centered must be a bool, got {centered!r}")
+    hyperparams.scalar("gamma2", gamma2)  # checked even where only the centered form uses it
+    step = (graves_momentum(gamma2),) if centered else ()
+    return b.build(b.rescale(), b.weight_decay(), b.clip(),
+                   scale_by_rmsprop(gamma1, epsilon, centered=centered),
+                   b.scale_by_learning_rate(), *step, clip_new_weights(clip_weights))
+
+
+rmsprop.__doc__ += BASE_ARGS_DOC

@@ -1,0 +1,114 @@
+"""Signum and signSGD: steps of fixed size along the sign of the (averaged) gradient."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Unpack
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import hyperparams, validation
+from mxopt.numerics import like, tree_map
+from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.registry import register
+
+
+class ScaleBySignumState(NamedTuple):
+    momentum: jax.Array  # f32 scalar
+    mom: optax.Updates  # like params: the average of past gradients
+
+
+def scale_by_signum(momentum: float = 0.9) -> optax.GradientTransformation:
+    """The sign of an exponential average of the gradients.
+
+    ``m <- momentum * m + (1 - momentum) * g``; the output is ``sign(m)``
+    (0 where ``m`` is 0). With ``momentum=0`` no average is kept and the
+    output is ``sign(g)`` (signSGD).
+
+    Args:
+      momentum: the decay of the average, in [0, 1).
+    """
+    # MXNet keeps no momentum buffer when momentum is 0, and neither do we.
+    if validation.decay_rate("momentum", momentum) == 0:
+        return optax.scale_by_sign()
+    initial = hyperparams.scalar("momentum", momentum)
+
+    def init_fn(params):
+        return ScaleBySignumState(initial, optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        mu = state.momentum
+        mom = tree_map(lambda g, m: like(mu, g) * m + like(1 - mu, g) * g, updates, state.mom)
+        return tree_map(jnp.sign, mom), state._replace(mom=mom)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class AddDecoupledWeightDecayState(NamedTuple):
+    wd_lh: jax.Array  # f32 scalar
+
+
+def add_decoupled_weight_decay(wd_lh: float = 0.0) -> optax.GradientTransformation:
+    """Weight decay kept out of the gradient statistics: ``u <- u + wd_lh * w``.
+
+    Placed after the direction is formed and before the learning rate, it
+    makes the step ``w <- (1 - lr * wd_lh) * w - lr * u`` (Loshchilov &
+    Hutter's decoupled weight decay). ``wd_mult`` does not apply, as in MXNet.
+
+    Args:
+      wd_lh: the decay coefficient, >= 0.
+    """
+    initial = AddDecoupledWeightDecayState(hyperparams.scalar("wd_lh", wd_lh))
+
+    def init_fn(params):
+        del params
+        return initial
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("wd_lh needs params: call update(grads, state, params)")
+        decay = state.wd_lh
+        return tree_map(lambda u, w: u + like(decay, u) * w.astype(u.dtype), updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@register
+def signum(momentum: float = 0.9, wd_lh: float = 0.0,
+           **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+    """MXNet's ``signum``: Signum, and signSGD when ``momentum=0``.
+
+    Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``::
+
+        g = clip(rescale_grad * grad, clip_gradient) + wd * wd_mult * w
+        m = momentum * m + (1 - momentum) * g
+        w = (1 - lr * wd_lh) * w - lr * sign(m)
+
+    ``wd`` enters the gradient before the sign; ``wd_lh`` decays the weight
+    after it and is not scaled by ``wd_mult``. With ``momentum=0`` no
+    average is kept and ``m = g``. MXNet 1.9.1 switches to another kernel
+    there, which applies ``wd`` as decoupled decay (``(1 - lr * wd) * w -
+    lr * sign(grad)``) and fails when ``wd_lh`` is given; mxopt computes the
+    documented formula above for every momentum (see
+    docs/mxnet_differences.md). Rescaling and clipping (by a positive
+    factor and bound) never change a sign; they matter only through their
+    size relative to ``wd * w`` and the average.
+
+    Args:
+      momentum: the decay of the gradient average, in [0, 1).
+      wd_lh: decoupled weight decay (Loshchilov & Hutter), >= 0.
+
+    References:
+      Bernstein, Wang, Azizzadenesheli & Anandkumar, "signSGD: Compressed
+      Optimisation for Non-Convex Problems", ICML 2018, arXiv:1802.04434.
+      Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
+      arXiv:1711.05101.
+    """
+    b = Base.parse("signum", base, learning_rate=0.01)
+    return b.build(b.rescale(), b.clip(), b.weight_decay(), scale_by_signum(momentum),
+                   add_decoupled_weight_decay(wd_lh), b.scale_by_learning_rate())
+
+
+signum.__doc__ += BASE_ARGS_DOC
