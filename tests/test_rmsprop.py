@@ -58,10 +58,14 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 
 @st.composite
 def configs(draw):
-    kw = {"gamma1": draw(st.sampled_from([0.9, 0.95]) | st.floats(0, 0.99)),
+    centered = draw(st.booleans())
+    # Centered, the variance n - mean^2 is gamma1 * (1 - gamma1) * g^2 at the
+    # first step: a gamma1 near 0 leaves only float32 cancellation error, which
+    # the division by sqrt(epsilon) magnifies in both implementations alike.
+    kw = {"gamma1": draw(st.sampled_from([0.9, 0.95]) | st.floats(0.1 if centered else 0, 0.99)),
           "gamma2": draw(st.sampled_from([0.9]) | st.floats(0, 0.99)),
           "epsilon": draw(st.sampled_from([1e-8]) | st.floats(1e-8, 1e-3)),
-          "centered": draw(st.booleans())}
+          "centered": centered}
     if draw(st.booleans()):
         kw["clip_weights"] = draw(st.floats(0.1, 2.0))
     if draw(st.booleans()):
