@@ -9,6 +9,10 @@ Where MXNet uses a hyperparameter in double precision on the host (Adam's bias
 correction ``1 - beta**t``), its float32 rounding error is kept too, in a
 ``<name>_residual`` field beside it, so ``value + residual`` is the double
 value to float32 precision.
+
+Scalar fields that are not hyperparameters but running values, updated by
+every step, are ``count``, the ``*_residual`` fields, and those a state class
+names in its ``RUNNING`` class attribute (Nadam's schedule product, say).
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ def _is_state_node(node: Any) -> bool:
     return isinstance(node, tuple) and hasattr(node, "_fields")
 
 
-def _is_hyperparameter(field: str, value: Any) -> bool:
-    return (field != "count" and not field.endswith(_RESIDUAL)
+def _is_hyperparameter(node: Any, field: str, value: Any) -> bool:
+    running = ("count", *getattr(type(node), "RUNNING", ()))
+    return (field not in running and not field.endswith(_RESIDUAL)
             and isinstance(value, jax.Array | np.ndarray) and jnp.ndim(value) == 0
             and jnp.issubdtype(jnp.result_type(value), jnp.floating))
 
@@ -100,7 +105,7 @@ def get_hyperparams(state: chex.ArrayTree) -> dict[str, jax.Array]:
 
     def visit(node):
         for field, value in zip(node._fields, node):
-            if _is_hyperparameter(field, value):
+            if _is_hyperparameter(node, field, value):
                 found.setdefault(field, value)
         return node
 
@@ -127,7 +132,7 @@ def set_hyperparams(state: chex.ArrayTree, **values: float | jax.Array) -> chex.
 
     def visit(node):
         changes = {f: arrays[f] for f, v in zip(node._fields, node)
-                   if f in arrays and _is_hyperparameter(f, v)}
+                   if f in arrays and _is_hyperparameter(node, f, v)}
         changes.update({f: residuals[f] for f in node._fields if f in residuals})
         return node._replace(**changes) if changes else node
 

@@ -210,6 +210,13 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def momentum_buffer(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
+    """:func:`trace`, or no buffer at all (the identity) when ``momentum`` is 0, as in MXNet."""
+    if validation.decay_rate("momentum", momentum) == 0:
+        return optax.identity()
+    return trace(momentum, nesterov=nesterov)
+
+
 class ScaleByAdamState(NamedTuple):
     count: jax.Array  # i32 scalar: t, the update count from begin_num_update
     beta1: jax.Array  # f32 scalar

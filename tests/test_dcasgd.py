@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from trajectory import trajectory
 
 import mxopt
 
@@ -72,12 +73,7 @@ def test_matches_numpy_reference(config, seed):
     expected = reference(kw, params, grads, lr_mult, wd_mult)
 
     tx = mxopt.create("dcasgd", lr_mult=lr_mult, wd_mult=wd_mult, **kw)
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
-    for g, want in zip(grads, expected):
-        updates, state = step(p, state, jax.tree.map(jnp.asarray, g))
-        p = optax.apply_updates(p, updates)
+    for p, want in zip(trajectory(tx, params, grads), expected):
         for n in SHAPES:
             np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
 

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from trajectory import trajectory
 
 import mxopt
 from mxopt.optimizers.ftml import ftml
@@ -67,16 +68,6 @@ def configs(draw):
     return kw, rates, lr_mult, wd_mult
 
 
-def _run(tx, params, grads_seq, rates):
-    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
-    p = jax.tree.map(jnp.asarray, params)
-    state, out = tx.init(p), []
-    for g, rate in zip(grads_seq, rates):
-        state = mxopt.set_hyperparams(state, learning_rate=rate)
-        updates, state = step(p, state, jax.tree.map(jnp.asarray, g))
-        p = optax.apply_updates(p, updates)
-        out.append(p)
-    return out
 
 
 @settings(max_examples=25, deadline=None)
@@ -87,7 +78,7 @@ def test_matches_numpy_reference(config, seed):
     params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
     grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in rates]
     expected = reference(kw, params, grads, rates, lr_mult, wd_mult)
-    got = _run(ftml(lr_mult=lr_mult, wd_mult=wd_mult, **kw), params, grads, rates)
+    got = trajectory(ftml(lr_mult=lr_mult, wd_mult=wd_mult, **kw), params, grads, rates)
     for p, want in zip(got, expected):
         for n in SHAPES:
             np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
@@ -101,7 +92,7 @@ def test_zero_learning_rate_is_the_limit_of_small_ones():
     params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
     grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in range(4)]
     kw, ones = {"beta1": 0.6, "beta2": 0.99, "wd": 0.01}, dict.fromkeys(SHAPES, 1.0)
-    got = _run(ftml(**kw), params, grads, [0.05, 0.0, 0.05, 0.02])
+    got = trajectory(ftml(**kw), params, grads, [0.05, 0.0, 0.05, 0.02])
     limit = reference(kw, params, grads, [0.05, 1e-9, 0.05, 0.02], ones, ones, dtype=np.float64)
     np.testing.assert_array_equal(got[1]["fc_weight"], got[0]["fc_weight"])
     for p, want in zip(got, limit):

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from trajectory import trajectory
 
 import mxopt
 from mxopt.numerics import one_minus_float32_power
@@ -93,13 +94,7 @@ def test_matches_numpy_reference(config, seed):
     expected = reference(kw, params, grads, rates, lr_mult, wd_mult)
 
     tx = lamb(lr_mult=lr_mult, wd_mult=wd_mult, **kw)
-    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    for g, rate, want in zip(grads, rates, expected):
-        state = mxopt.set_hyperparams(state, learning_rate=rate)
-        updates, state = step(p, state, jax.tree.map(jnp.asarray, g))
-        p = optax.apply_updates(p, updates)
+    for p, want in zip(trajectory(tx, params, grads, rates), expected):
         for n in SHAPES:
             np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
 

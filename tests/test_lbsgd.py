@@ -12,6 +12,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from trajectory import trajectory
 
 import mxopt
 from mxopt.optimizers import lbsgd
@@ -143,12 +144,7 @@ def test_matches_numpy_reference(config, seed):
         spec = mx_kw["lr_scheduler"]
         mx_kw["lr_scheduler"] = getattr(mxopt.schedules, spec["type"])(**spec["kwargs"])
     tx = mxopt.create("lbsgd", lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
-    for g, want in zip(grads, expected):
-        updates, state = step(p, state, jax.tree.map(jnp.asarray, g))
-        p = optax.apply_updates(p, updates)
+    for p, want in zip(trajectory(tx, params, grads), expected):
         for n in SHAPES:
             np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
 

@@ -188,7 +188,7 @@ def test_schedule_keeps_double_precision():
     for t in range(begin + 1, begin + steps + 1):
         _, state = update({"w": jnp.ones(3)}, state)
         product *= beta1 * (1 - 0.5 * 0.96 ** (t * decay))
-    np.testing.assert_allclose(float(state.schedule[0]), 1 - product, rtol=2e-6)
+    np.testing.assert_allclose(float(state.schedule), 1 - product, rtol=2e-6)
     assert math.isclose(1 - product, 0.33, rel_tol=0.1)  # far from both 0 and 1
 
 
@@ -203,7 +203,7 @@ class LayoutTest(chex.TestCase):
         for field in ("mean", "var"):
             chex.assert_trees_all_equal_shapes_and_dtypes(optax.tree.get(state, field), params)
         nadam_state = optax.tree.get(state, "ScaleByNadamState")
-        assert nadam_state.schedule.shape == (1,) and nadam_state.schedule.dtype == jnp.float32
+        assert nadam_state.schedule.shape == () and nadam_state.schedule.dtype == jnp.float32
         assert int(nadam_state.count) == 1
         assert "schedule" not in mxopt.get_hyperparams(state)
 

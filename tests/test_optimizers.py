@@ -10,6 +10,7 @@ import optax
 import pytest
 import reference
 from hypothesis import given, settings
+from trajectory import trajectory
 
 import mxopt
 
@@ -84,12 +85,7 @@ def test_matches_numpy_reference(config, seed):
     if "lr_scheduler" in mx_kw:
         mx_kw["lr_scheduler"] = _scheduler(mx_kw["lr_scheduler"])
     tx = mxopt.create(name, lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
-    for g, want in zip(grads, expected):
-        updates, state = step(p, state, jax.tree.map(jnp.asarray, g))
-        p = optax.apply_updates(p, updates)
+    for p, want in zip(trajectory(tx, params, grads), expected):
         for n in NAMES:
             np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
 

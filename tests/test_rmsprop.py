@@ -11,6 +11,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from trajectory import train_on_large_float16_gradients
 
 import mxopt
 from mxopt.optimizers.rmsprop import rmsprop
@@ -159,12 +160,7 @@ def test_pure_float16_trains_finitely():
     for centered in (False, True):
         params = {"w": jnp.linspace(-1, 1, 12, dtype=jnp.float16)}
         tx = rmsprop(learning_rate=0.01, centered=centered, epsilon=1e-4, clip_weights=2.0)
-        state = tx.init(params)
-        step = jax.jit(lambda p, s, g, tx=tx: tx.update(g, s, p))
-        for i in range(30):
-            grads = {"w": (30.0 * jnp.sin(params["w"] * 7 + i)).astype(jnp.float16)}
-            updates, state = step(params, state, grads)
-            params = optax.apply_updates(params, updates)
+        params = train_on_large_float16_gradients(tx, params)
         assert params["w"].dtype == jnp.float16
         assert np.isfinite(np.asarray(params["w"], np.float32)).all()
 

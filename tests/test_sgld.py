@@ -17,6 +17,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from trajectory import trajectory
 
 import mxopt
 
@@ -85,12 +86,7 @@ def test_deterministic_part_matches_numpy_reference(config, seed):
     if "lr_scheduler" in mx_kw:
         mx_kw["lr_scheduler"] = mxopt.FactorScheduler(**mx_kw["lr_scheduler"]["kwargs"])
     tx = mxopt.create("sgld", noise=False, lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
-    for g, want in zip(grads, expected):
-        updates, state = step(p, state, jax.tree.map(jnp.asarray, g))
-        p = optax.apply_updates(p, updates)
+    for p, want in zip(trajectory(tx, params, grads), expected):
         for n in SHAPES:
             np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
 

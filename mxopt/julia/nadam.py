@@ -18,7 +18,8 @@ from mxopt.julia.schedulers import (
     get_momentum,
     get_momentum_scheduler,
 )
-from mxopt.numerics import complement, like, one_minus_power, tree_map
+from mxopt.numerics import complement
+from mxopt.optimizers.nadam import nadam_step
 
 
 class ScaleByNadamState(NamedTuple):
@@ -38,11 +39,11 @@ class ScaleByNadamState(NamedTuple):
     momentum_residual: jax.Array  # f32 scalar: mu_t - float32(mu_t)
     momentum_next: jax.Array  # f32 scalar: mu_{t+1}, set before each update
     momentum_next_residual: jax.Array  # f32 scalar: mu_{t+1} - float32(mu_{t+1})
-    # f32, shape (1,): 1 - P, P the product of the mu_t so far. Not a scalar, so
-    # that mxopt.hyperparams does not take it for a hyperparameter.
-    schedule: jax.Array
+    schedule: jax.Array  # f32 scalar: 1 - P, P the product of the mu_t so far
     mean: optax.Updates  # like params: MXNet.jl's mt
     var: optax.Updates  # like params: MXNet.jl's nt
+
+    RUNNING = ("schedule",)  # not a hyperparameter (see mxopt.hyperparams)
 
 
 def scale_by_nadam(beta1: float = 0.99, beta2: float = 0.999,
@@ -68,8 +69,8 @@ def scale_by_nadam(beta1: float = 0.99, beta2: float = 0.999,
     beta2`` and ``1 - beta2^t`` come from the double-precision betas. All
     keep float32's relative precision where the ``mu`` or betas are near 1.
 
-    The elementwise formula is that of
-    :func:`mxopt.optimizers.nadam.scale_by_nadam`, but that transform derives
+    The step is :func:`mxopt.optimizers.nadam.nadam_step`, as in
+    :func:`mxopt.optimizers.nadam.scale_by_nadam`; that transform derives
     ``mu_t`` from its own update count with fixed constants (MXNet's Python
     ``Nadam``), where MXNet.jl takes any momentum scheduler's values at
     ``curr_iter``; so this one takes them as inputs.
@@ -87,32 +88,16 @@ def scale_by_nadam(beta1: float = 0.99, beta2: float = 0.999,
         nought = jnp.zeros((), jnp.float32)
         return ScaleByNadamState(jnp.zeros((), jnp.int32), b1, b2, eps,
                                  hyperparams.residual(beta1), hyperparams.residual(beta2),
-                                 nought, nought, nought, nought, jnp.zeros((1,), jnp.float32),
+                                 nought, nought, nought, nought, nought,
                                  zeros, zeros)
 
     def update_fn(updates, state, params=None):
         del params
         s = state
         count = s.count + 1
-        one_minus_mu = complement(s.momentum, s.momentum_residual)
-        one_minus_mu_next = complement(s.momentum_next, s.momentum_next_residual)
-        schedule = s.schedule + (1 - s.schedule) * one_minus_mu  # 1 - P
-        schedule_next = schedule + (1 - schedule) * one_minus_mu_next  # 1 - P * mu_{t+1}
-        grad_scale = (one_minus_mu / schedule)[0]
-        mean_scale = (s.momentum_next / schedule_next)[0]
-        var_correction = one_minus_power(s.beta2, s.beta2_residual, count.astype(jnp.float32))
-        one_minus_beta1 = complement(s.beta1, s.beta1_residual)
-        one_minus_beta2 = complement(s.beta2, s.beta2_residual)
-        mean = tree_map(lambda g, m: like(s.beta1, m) * m + like(one_minus_beta1, g) * g,
-                    updates, s.mean)
-        var = tree_map(lambda g, v: like(s.beta2, v) * v + like(one_minus_beta2, g) * g * g,
-                   updates, s.var)
-
-        def direction(g, m, v):
-            numerator = like(grad_scale, g) * g + like(mean_scale, m) * m
-            return numerator / (jnp.sqrt(v / like(var_correction, v)) + like(s.epsilon, v))
-
-        updates = tree_map(direction, updates, mean, var)
+        updates, mean, var, schedule = nadam_step(
+            updates, s, count.astype(jnp.float32), complement(s.momentum, s.momentum_residual),
+            s.momentum_next, complement(s.momentum_next, s.momentum_next_residual))
         return updates, s._replace(count=count, schedule=schedule, mean=mean, var=var)
 
     return optax.GradientTransformation(init_fn, update_fn)

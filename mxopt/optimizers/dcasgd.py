@@ -8,10 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams
+from mxopt import hyperparams, transforms
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
-from mxopt.optimizers.sgd import _momentum
 from mxopt.registry import register
 
 
@@ -76,7 +75,7 @@ def dcasgd(momentum: float = 0.0, lamda: float = 0.04,
     """
     b = Base.parse("dcasgd", base)
     return b.build(b.rescale(), b.clip(), add_delay_compensation(lamda), b.weight_decay(),
-                   b.scale_by_learning_rate(), *_momentum(momentum, nesterov=False))
+                   b.scale_by_learning_rate(), transforms.momentum_buffer(momentum))
 
 
 dcasgd.__doc__ += BASE_ARGS_DOC

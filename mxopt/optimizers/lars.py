@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, multipliers, transforms, validation
+from mxopt import hyperparams, multipliers, transforms
 from mxopt.multipliers import MultiplierSpec
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.precision import multi_precision
@@ -45,14 +45,14 @@ def with_momentum(trace: optax.GradientTransformation, steps: optax.Updates,
 class ScaleByLarsState(NamedTuple):
     eta: jax.Array  # f32 scalar
     eps: jax.Array  # f32 scalar
-    # f32[1]: the learning rate (before lr_mult) of the previous update, 0
-    # before the first; shaped (1,) so that it is no settable hyperparameter.
-    last_lr: jax.Array
+    last_lr: jax.Array  # f32 scalar: the previous update's rate before lr_mult; 0 before any
     rescale: transforms.RescaleState
     clip: transforms.ClipState | optax.EmptyState
     decay: transforms.AddDecayedWeightsState
     rate: transforms.ScaleByLearningRateState
     mom: transforms.TraceState | optax.EmptyState  # EmptyState when momentum is 0
+
+    RUNNING = ("last_lr",)  # not a hyperparameter (see mxopt.hyperparams)
 
 
 def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: float = 0.001,
@@ -92,13 +92,10 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
     rescale = transforms.rescale(rescale_grad)
     clip = transforms.clip(clip_gradient)
     decay = transforms.add_decayed_weights(wd, wd_mult)
-    if validation.decay_rate("momentum", momentum) > 0:
-        trace = transforms.trace(momentum)
-    else:
-        trace = optax.identity()
+    trace = transforms.momentum_buffer(momentum)
 
     def init_fn(params):
-        return ScaleByLarsState(eta_, eps_, jnp.zeros((1,), jnp.float32), rescale.init(params),
+        return ScaleByLarsState(eta_, eps_, jnp.zeros((), jnp.float32), rescale.init(params),
                                 clip.init(params), decay.init(params), rate.init(params),
                                 trace.init(params))
 
@@ -126,12 +123,12 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
         grads, decay_state = decay.update(grads, s.decay, params)
         steps = jax.tree_util.tree_map(lambda g, lr: -lr.astype(g.dtype) * g, grads, layer_lrs)
         lr = rate.unscaled(rate_state)
-        last = s.last_lr[0]
+        last = s.last_lr
         mu = s.mom.momentum if isinstance(s.mom, transforms.TraceState) else None
         if mu is not None and momentum_correction:
             mu = jnp.where(last != 0, mu * (lr / jnp.where(last != 0, last, 1)), mu)
         steps, trace_state = with_momentum(trace, steps, s.mom, mu)
-        return steps, ScaleByLarsState(s.eta, s.eps, jnp.reshape(lr, (1,)), rescale_state,
+        return steps, ScaleByLarsState(s.eta, s.eps, lr, rescale_state,
                                        clip_state, decay_state, rate_state, trace_state)
 
     return optax.GradientTransformation(init_fn, update_fn)

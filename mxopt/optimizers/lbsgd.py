@@ -71,10 +71,7 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
     rescale = transforms.rescale(rescale_grad)
     clip = transforms.clip(clip_gradient)
     decay = transforms.add_decayed_weights(wd, wd_mult)
-    if validation.decay_rate("momentum", momentum) > 0:
-        trace = transforms.trace(momentum)
-    else:
-        trace = optax.identity()
+    trace = transforms.momentum_buffer(momentum)
 
     def init_fn(params):
         grad_sum = None if batch_scale == 1 else optax.tree.zeros_like(params)

@@ -22,12 +22,11 @@ class ScaleByNadamState(NamedTuple):
     schedule_decay: jax.Array  # f32 scalar
     beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
     beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
-    # f32, shape (1,): 1 - P_t, P_t the momentum schedule's product over this
-    # run's updates. Not a scalar, so that mxopt.hyperparams does not take it
-    # for a hyperparameter.
-    schedule: jax.Array
+    schedule: jax.Array  # f32 scalar: 1 - P_t, P_t the momentum schedule's product so far
     mean: optax.Updates  # like params: m
     var: optax.Updates  # like params: v
+
+    RUNNING = ("schedule",)  # not a hyperparameter (see mxopt.hyperparams)
 
 
 def _momentum_complement(beta1: jax.Array, beta1_residual: jax.Array, decay: jax.Array,
@@ -41,6 +40,44 @@ def _momentum_complement(beta1: jax.Array, beta1_residual: jax.Array, decay: jax
     """
     warm = gamma * jnp.exp(t * decay * jnp.log(jnp.float32(alpha)))
     return beta1 * (1 - warm), complement(beta1, beta1_residual) + beta1 * warm
+
+
+def nadam_step(updates: optax.Updates, s: NamedTuple, t: jax.Array, one_minus_mu: jax.Array,
+               mu_next: jax.Array, one_minus_mu_next: jax.Array):
+    """One Nadam step at update ``t``, given ``1 - mu_t``, ``mu_{t+1}`` and ``1 - mu_{t+1}``.
+
+    ``s`` is a state with ``beta1``, ``beta2``, ``epsilon``, their
+    ``*_residual``, ``schedule`` (``1 - P``, ``P`` the product of the ``mu``
+    so far), ``mean`` and ``var``. Per leaf::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        out = ((1 - mu_t) / (1 - P_t) * g + mu_{t+1} / (1 - P_t * mu_{t+1}) * m)
+              / (sqrt(v / (1 - beta2^t)) + epsilon)
+
+    ``1 - P`` is updated as ``(1 - P) + P * (1 - mu_t)``, a sum of
+    non-negative terms, so it keeps float32's relative precision near 1.
+
+    Returns:
+      ``(out, m, v, 1 - P_t)``.
+    """
+    schedule = s.schedule + (1 - s.schedule) * one_minus_mu  # 1 - P_t
+    schedule_next = schedule + (1 - schedule) * one_minus_mu_next  # 1 - P_t * mu_{t+1}
+    grad_scale = one_minus_mu / schedule
+    mean_scale = mu_next / schedule_next
+    var_correction = one_minus_power(s.beta2, s.beta2_residual, t)
+    one_minus_beta1 = complement(s.beta1, s.beta1_residual)
+    one_minus_beta2 = complement(s.beta2, s.beta2_residual)
+
+    def leaf(g, m, v):
+        m = like(s.beta1, g) * m + like(one_minus_beta1, g) * g
+        v = like(s.beta2, g) * v + like(one_minus_beta2, g) * g * g
+        m_bar = like(grad_scale, g) * g + like(mean_scale, m) * m
+        return m_bar / (jnp.sqrt(v / like(var_correction, v)) + like(s.epsilon, v)), m, v
+
+    out = tree_map(leaf, updates, s.mean, s.var)
+    updates, mean, var = jax.tree.transpose(jax.tree.structure(updates), None, out)
+    return updates, mean, var, schedule
 
 
 def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
@@ -84,7 +121,7 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
         zeros = optax.tree.zeros_like(params)
         return ScaleByNadamState(jnp.asarray(begin, jnp.int32), b1, b2, eps, decay,
                                  hyperparams.residual(beta1), hyperparams.residual(beta2),
-                                 jnp.zeros((1,), jnp.float32), zeros, zeros)
+                                 jnp.zeros((), jnp.float32), zeros, zeros)
 
     def update_fn(updates, state, params=None):
         del params
@@ -95,23 +132,8 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
                                                 gamma, alpha)
         mu_next, one_minus_mu_next = _momentum_complement(s.beta1, s.beta1_residual,
                                                           s.schedule_decay, t + 1, gamma, alpha)
-        schedule = s.schedule + (1 - s.schedule) * one_minus_mu  # 1 - P_t
-        schedule_next = schedule + (1 - schedule) * one_minus_mu_next  # 1 - P_t * mu_{t+1}
-        grad_scale = (one_minus_mu / schedule)[0]
-        mean_scale = (mu_next / schedule_next)[0]
-        var_correction = one_minus_power(s.beta2, s.beta2_residual, t)
-
-        one_minus_beta1 = complement(s.beta1, s.beta1_residual)
-        one_minus_beta2 = complement(s.beta2, s.beta2_residual)
-
-        def leaf(g, m, v):
-            m = like(s.beta1, g) * m + like(one_minus_beta1, g) * g
-            v = like(s.beta2, g) * v + like(one_minus_beta2, g) * g * g
-            m_bar = like(grad_scale, g) * g + like(mean_scale, m) * m
-            return m_bar / (jnp.sqrt(v / like(var_correction, v)) + like(s.epsilon, v)), m, v
-
-        out = tree_map(leaf, updates, s.mean, s.var)
-        updates, mean, var = jax.tree.transpose(jax.tree.structure(updates), None, out)
+        updates, mean, var, schedule = nadam_step(updates, s, t, one_minus_mu, mu_next,
+                                                  one_minus_mu_next)
         return updates, s._replace(count=count, schedule=schedule, mean=mean, var=var)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -7,16 +7,9 @@ from typing import Unpack
 
 import optax
 
-from mxopt import transforms, validation
+from mxopt import transforms
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
-
-
-def _momentum(momentum: float, nesterov: bool) -> tuple[optax.GradientTransformation, ...]:
-    # MXNet keeps no momentum buffer when momentum is 0, and neither do we.
-    if validation.decay_rate("momentum", momentum) == 0:
-        return ()
-    return (transforms.trace(momentum, nesterov=nesterov),)
 
 
 @register
@@ -42,7 +35,7 @@ def sgd(momentum: float = 0.0, lazy_update: bool = True,
     del lazy_update
     b = Base.parse("sgd", base)
     return b.build(b.rescale(), b.clip(), b.weight_decay(), b.scale_by_learning_rate(),
-                   *_momentum(momentum, nesterov=False))
+                   transforms.momentum_buffer(momentum))
 
 
 @register
@@ -64,7 +57,7 @@ def nag(momentum: float = 0.0, **base: Unpack[BaseArgs]) -> optax.GradientTransf
     """
     b = Base.parse("nag", base)
     return b.build(b.rescale(), b.clip(), b.weight_decay(), b.scale_by_learning_rate(),
-                   *_momentum(momentum, nesterov=True))
+                   transforms.momentum_buffer(momentum, nesterov=True))
 
 
 sgd.__doc__ += BASE_ARGS_DOC
