@@ -41,9 +41,11 @@ def base_rates(kw, steps, default_lr):
 def kernel(w, z, n, g, lr, lamda1, beta, wd):
     """One update of MXNet's ``ftrl_update`` kernel, in float32; returns (w, z, n).
 
-    A rate of 0 leaves everything as it is (the kernel would divide by zero).
+    A rate below float32's smallest normal leaves everything as it is, as in
+    mxopt: at 0 the kernel would divide by zero, and MXNet refuses a positive
+    rate that small ("Out of range value for lr").
     """
-    if lr == 0:
+    if lr < np.finfo(F32).tiny:
         return w, z, n
     z = z + (g - (np.sqrt(n + g * g) - np.sqrt(n)) * w / lr)
     n = n + g * g
@@ -164,6 +166,28 @@ def test_zero_rate_leaves_leaf_and_state_unchanged():
     np.testing.assert_array_equal(z["frozen"], [0.0, 0.0])
     np.testing.assert_array_equal(n["frozen"], [0.0, 0.0])
     assert not np.allclose(params["live"], [0.5, -2.0])
+
+
+def test_rate_below_float32_normals_is_skipped_as_zero():
+    # MXNet 1.9.1 steps at lr=tiny and raises "Out of range value for lr" below it; XLA on CPU
+    # flushes such a rate to 0, so mxopt skips it explicitly, the same on every platform.
+    tiny = float(np.finfo(F32).tiny)
+    params = {"w": jnp.array([0.5, -0.25])}
+    grads = {"w": jnp.array([0.3, -0.6])}
+
+    def step(lr):
+        tx = ftrl(learning_rate=lr)
+        updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
+        return optax.apply_updates(params, updates)["w"], optax.tree.get(state, "z")["w"]
+
+    # From z = n = 0: z = g - |g| * w / lr (about -1e37) and w -> w * |g| / (beta + |g|).
+    w, z = step(tiny)
+    np.testing.assert_allclose(w, [0.5 * 0.3 / 1.3, -0.25 * 0.6 / 1.6], rtol=1e-6)
+    np.testing.assert_allclose(z, F32([0.3, -0.6]) - F32([0.15, -0.15]) / F32(tiny), rtol=1e-6)
+    for lr in (tiny / 2, tiny / 2**20):
+        w, z = step(lr)
+        np.testing.assert_array_equal(w, params["w"])
+        np.testing.assert_array_equal(z, [0.0, 0.0])
 
 
 def test_zero_gradient_moves_to_proximal_point():

@@ -23,7 +23,7 @@ class ADAMOptions(_Options):
         super().__post_init__()
         _open_unit("beta1", self.beta1)
         _open_unit("beta2", self.beta2)
-        transforms.scale_by_adam(self.beta1, self.beta2, self.epsilon)
+        transforms.scale_by_adam(self.beta1, self.beta2, self.epsilon, exact_complement=True)
 
 
 class ADAM(_Optimizer):
@@ -38,10 +38,11 @@ class ADAM(_Optimizer):
         vt = beta2 * vt + (1 - beta2) * g^2
         w = w - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * mt / (sqrt(vt) + epsilon)
 
-    The bias correction is MXNet.jl's ``sqrt(1 - beta2Power) / (1 -
-    beta1Power)``, computed to float32 precision from the double-precision
-    betas (:func:`mxopt.transforms.scale_by_adam`, whose state this is:
-    ``mean`` is ``mt``, ``var`` is ``vt``, ``count`` is ``t``).
+    ``1 - beta1``, ``1 - beta2`` and the bias correction ``sqrt(1 -
+    beta2Power) / (1 - beta1Power)`` are computed to float32 precision from
+    the double-precision betas, as MXNet.jl computes them in Julia
+    (:func:`mxopt.transforms.scale_by_adam` with ``exact_complement``, whose
+    state this is: ``mean`` is ``mt``, ``var`` is ``vt``, ``count`` is ``t``).
 
     MXNet.jl documents ``lr_scheduler`` as a dynamic schedule, but its code
     reads it once, in ``create_state``, and keeps that rate for the weight
@@ -62,4 +63,5 @@ class ADAM(_Optimizer):
 
     @classmethod
     def _direction(cls, opts):
-        return transforms.scale_by_adam(opts.beta1, opts.beta2, opts.epsilon)
+        return transforms.scale_by_adam(opts.beta1, opts.beta2, opts.epsilon,
+                                        exact_complement=True)

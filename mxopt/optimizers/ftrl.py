@@ -45,7 +45,8 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
     at the end of a chain, and weight decay enters the denominator, not the
     gradient. Where ``lr`` is 0 the formula divides by zero (MXNet's
     weights become NaN); here the update is skipped: ``w``, ``z`` and ``n``
-    stay as they are.
+    stay as they are. So it is where ``lr`` is positive but below float32's
+    smallest normal (about 1.18e-38; MXNet raises for such a rate).
 
     Args:
       rate: the learning rate (schedule, ``lr_mult``, ``begin_num_update``).
@@ -76,8 +77,12 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
             new_w = ((jnp.sign(new_z) * l1 - new_z) / ((b + jnp.sqrt(new_n)) / lr + wd)
                      * (jnp.abs(new_z) > l1).astype(g.dtype))
             # The formula divides by lr; a rate of 0 (lr_mult=0 freezing a
-            # leaf, a schedule decayed to 0) skips the update instead.
-            learns = lr > 0
+            # leaf, a schedule decayed to 0, a rate float16 rounds to 0) skips
+            # the update instead. So does a positive rate below float32's
+            # smallest normal: MXNet refuses one ("Out of range value for
+            # lr"), and XLA on CPU flushes it to 0, in comparisons too, so
+            # what the formula gives there would depend on the platform.
+            learns = lr.astype(jnp.float32) >= jnp.finfo(jnp.float32).tiny
             return (jnp.where(learns, new_w - w, 0), jnp.where(learns, new_z, z),
                     jnp.where(learns, new_n, n))
 
