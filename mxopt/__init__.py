@@ -2,11 +2,16 @@
 
 Every optimizer is an ``optax.GradientTransformation``; build one by name
 with :func:`create` (MXNet's keyword arguments) or call it directly.
-MXNet.jl's optimizer module is :mod:`mxopt.julia`.
+MXNet's object surface (``Optimizer``, ``Updater``, ``get_updater``) is
+:mod:`mxopt.optimizer`, MXNet.jl's optimizer module is :mod:`mxopt.julia`;
+:mod:`mxopt.checkpoint` saves and restores states, and
+:mod:`mxopt.mxnet_files` and :mod:`mxopt.mxnet_import` carry MXNet's saved
+parameters and optimizer states over.
 """
 
-from mxopt import julia, schedules
+from mxopt import checkpoint, julia, mxnet_files, mxnet_import, optimizer, schedules
 from mxopt.hyperparams import get_hyperparams, set_hyperparams
+from mxopt.optimizer import Optimizer, Updater, get_updater
 from mxopt.optimizers import (
     adadelta,
     adagrad,
@@ -65,14 +70,15 @@ from mxopt.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate", "MultiFactorScheduler",
-    "PolyScheduler", "adadelta", "adagrad", "adam", "adamax", "add_decayed_weights",
-    "add_decoupled_weight_decay", "add_delay_compensation", "ccsgd", "check_trees", "clip",
-    "clip_new_weights", "create", "dcasgd", "ftml", "ftrl", "ftrl_step", "get_hyperparams",
+    "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate",
+    "MultiFactorScheduler", "Optimizer", "PolyScheduler", "Updater", "adadelta", "adagrad",
+    "adam", "adamax", "add_decayed_weights", "add_decoupled_weight_decay",
+    "add_delay_compensation", "ccsgd", "check_trees", "checkpoint", "clip", "clip_new_weights",
+    "create", "dcasgd", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater",
     "graves_momentum", "groupadagrad", "julia", "lamb", "lars", "lbsgd", "momentum_buffer",
-    "multi_precision",
-    "mxnet_test", "nadam", "nag", "register", "registered_names", "rescale", "rmsprop",
-    "scale_by_adadelta", "scale_by_adagrad", "scale_by_adam", "scale_by_adamax", "scale_by_ftml",
+    "multi_precision", "mxnet_files", "mxnet_import", "mxnet_test", "nadam", "nag",
+    "optimizer", "register", "registered_names", "rescale", "rmsprop", "scale_by_adadelta",
+    "scale_by_adagrad", "scale_by_adam", "scale_by_adamax", "scale_by_ftml",
     "scale_by_group_adagrad", "scale_by_lamb", "scale_by_langevin", "scale_by_lars",
     "scale_by_lbsgd", "scale_by_learning_rate", "scale_by_nadam", "scale_by_rmsprop",
     "scale_by_signum", "scale_by_trust_ratio", "schedules", "set_hyperparams", "sgd", "sgld",

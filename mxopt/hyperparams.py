@@ -82,15 +82,15 @@ def _is_hyperparameter(node: Any, field: str, value: Any) -> bool:
             and jnp.issubdtype(jnp.result_type(value), jnp.floating))
 
 
-def _walk(node: Any, visit: Callable[[Any], Any]) -> Any:
+def walk(node: Any, visit: Callable[[Any], Any]) -> Any:
     """Rebuilds ``node`` bottom-up, calling ``visit`` on every NamedTuple state."""
     if _is_state_node(node):
-        node = type(node)(*(_walk(child, visit) for child in node))
+        node = type(node)(*(walk(child, visit) for child in node))
         return visit(node)
     if isinstance(node, (list, tuple)):
-        return type(node)(_walk(child, visit) for child in node)
+        return type(node)(walk(child, visit) for child in node)
     if isinstance(node, dict):
-        return {k: _walk(v, visit) for k, v in node.items()}
+        return {k: walk(v, visit) for k, v in node.items()}
     return node
 
 
@@ -109,8 +109,36 @@ def get_hyperparams(state: chex.ArrayTree) -> dict[str, jax.Array]:
                 found.setdefault(field, value)
         return node
 
-    _walk(state, visit)
+    walk(state, visit)
     return found
+
+
+def encode(**values: float | jax.Array) -> dict[str, jax.Array]:
+    """Checks hyperparameter values and returns them with their residuals.
+
+    Returns:
+      ``{name: float32 scalar, name + "_residual": float32 scalar}`` for each
+      value, ready for :func:`assign`.
+    """
+    arrays = {name: scalar(name, value) for name, value in values.items()}
+    arrays.update({name + _RESIDUAL: residual(value) for name, value in values.items()})
+    return arrays
+
+
+def assign(state: chex.ArrayTree, encoded: dict[str, jax.Array]) -> chex.ArrayTree:
+    """Returns ``state`` with the fields named in ``encoded`` (from :func:`encode`) replaced.
+
+    No checks: it runs inside ``jit`` too, with ``encoded`` traced, which is
+    how a compiled step takes new values without a recompile. Names the
+    state does not have are ignored.
+    """
+
+    def visit(node):
+        changes = {f: encoded[f] for f, v in zip(node._fields, node) if f in encoded and (
+            f.endswith(_RESIDUAL) or _is_hyperparameter(node, f, v))}
+        return node._replace(**changes) if changes else node
+
+    return walk(state, visit)
 
 
 def set_hyperparams(state: chex.ArrayTree, **values: float | jax.Array) -> chex.ArrayTree:
@@ -127,13 +155,15 @@ def set_hyperparams(state: chex.ArrayTree, **values: float | jax.Array) -> chex.
     if missing:
         raise ValueError(f"no hyperparameter {sorted(missing)} in this optimizer state; it has "
                          f"{sorted(get_hyperparams(state))}")
-    arrays = {name: scalar(name, value) for name, value in values.items()}
-    residuals = {name + _RESIDUAL: residual(value) for name, value in values.items()}
+    return assign(state, encode(**values))
+
+
+def set_count(state: chex.ArrayTree, count: int) -> chex.ArrayTree:
+    """Returns ``state`` with every ``count`` field (the update counts) set to ``count``."""
 
     def visit(node):
-        changes = {f: arrays[f] for f, v in zip(node._fields, node)
-                   if f in arrays and _is_hyperparameter(node, f, v)}
-        changes.update({f: residuals[f] for f in node._fields if f in residuals})
-        return node._replace(**changes) if changes else node
+        if "count" not in node._fields:
+            return node
+        return node._replace(count=jnp.asarray(count, jnp.int32))
 
-    return _walk(state, visit)
+    return walk(state, visit)

@@ -38,8 +38,8 @@ def registered_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, **kwargs) -> optax.GradientTransformation:
-    """Builds the optimizer registered as ``name`` with MXNet's keyword arguments.
+def lookup(name: str) -> Constructor:
+    """The constructor registered as ``name`` (case-insensitive).
 
     Raises:
       ValueError: no optimizer has that name (the message lists them).
@@ -47,4 +47,13 @@ def create(name: str, **kwargs) -> optax.GradientTransformation:
     key = name.lower() if isinstance(name, str) else name
     if key not in _REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; registered: {', '.join(registered_names())}")
-    return _REGISTRY[key](**kwargs)
+    return _REGISTRY[key]
+
+
+def create(name: str, **kwargs) -> optax.GradientTransformation:
+    """Builds the optimizer registered as ``name`` with MXNet's keyword arguments.
+
+    Raises:
+      ValueError: no optimizer has that name (the message lists them).
+    """
+    return lookup(name)(**kwargs)

@@ -4,6 +4,9 @@ import functools
 import json
 import pathlib
 
+import numpy as np
+from mxnet_divergences import PURE_FLOAT16_NOT_COMPARED, known_mxnet_divergence
+
 import mxopt
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -22,6 +25,22 @@ def trajectories(optimizer: str | None = None) -> list[dict]:
     return [case for path in paths for case in json.loads(path.read_text())["cases"]]
 
 
+def pure_float16(case: dict) -> bool:
+    """A case of float16 weights updated in float16 (no master copy)."""
+    return case["dtype"] == "float16" and not case["kwargs"].get("multi_precision")
+
+
+def trajectories_of(kind: str) -> list[dict]:
+    """The recorded trajectories where mxopt gives MXNet's numbers (``"same"``), where it
+    follows MXNet's documentation instead (``"divergent"``), or where MXNet raises."""
+    def kind_of(case):
+        if "mxnet_error" in case:
+            return "raises"
+        return "divergent" if known_mxnet_divergence(case) else "same"
+    return [c for c in trajectories() if kind_of(c) == kind
+            and not (pure_float16(c) and c["optimizer"] in PURE_FLOAT16_NOT_COMPARED)]
+
+
 def make_scheduler(spec: dict) -> mxopt.LRScheduler:
     """An mxopt scheduler from a recorded ``{"type": ..., "kwargs": ...}``."""
     return getattr(mxopt.schedules, spec["type"])(**spec["kwargs"])
@@ -33,3 +52,28 @@ def optimizer_kwargs(case: dict) -> dict:
     if "lr_scheduler" in kwargs:
         kwargs["lr_scheduler"] = make_scheduler(kwargs["lr_scheduler"])
     return dict(kwargs, lr_mult=case["lr_mult"], wd_mult=case["wd_mult"])
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in units in the last place between float16 arrays."""
+    def ordered(x):
+        bits = x.astype(np.float16).view(np.int16).astype(np.int32)
+        return np.where(bits < 0, -32768 - bits, bits)
+    return np.abs(ordered(a) - ordered(b))
+
+
+def assert_matches_mxnet(got, want: np.ndarray, *, pure_float16: bool, what: str) -> None:
+    """The parity tolerance: float32 within rtol 1e-5, atol 1e-6; float16 weights with
+    multi_precision within one ulp; pure float16 within 2^-7."""
+    got = np.asarray(got)
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, MXNet's {want.dtype}"
+    if pure_float16:
+        # Every float16 operation rounds, in an order that differs from
+        # MXNet's kernels in places; the differences add up over steps.
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32),
+                                   rtol=2**-7, atol=2**-9, err_msg=what)
+    elif want.dtype == np.float16:
+        worst = ulp_distance(got, want).max()
+        assert worst <= 1, f"{what}: {worst} ulp from MXNet"
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=what)

@@ -10,37 +10,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from mxnet_divergences import PURE_FLOAT16_NOT_COMPARED, known_mxnet_divergence
-from mxnet_fixtures import load, make_scheduler, optimizer_kwargs, trajectories
+from mxnet_divergences import known_mxnet_divergence
+from mxnet_fixtures import (
+    assert_matches_mxnet,
+    load,
+    make_scheduler,
+    optimizer_kwargs,
+    pure_float16,
+    trajectories_of,
+)
 
 import mxopt
 
 SCHEDULES = load("schedules")["cases"]
 
 
-def _ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance in units in the last place between float16 arrays."""
-    def ordered(x):
-        bits = x.astype(np.float16).view(np.int16).astype(np.int32)
-        return np.where(bits < 0, -32768 - bits, bits)
-    return np.abs(ordered(a) - ordered(b))
-
-
-def _pure_float16(case: dict) -> bool:
-    return case["dtype"] == "float16" and not case["kwargs"].get("multi_precision")
-
-
-def _compared(case: dict) -> bool:
-    return not (_pure_float16(case) and case["optimizer"] in PURE_FLOAT16_NOT_COMPARED)
-
-
 def _cases(kind: str):
-    def kind_of(case):
-        if "mxnet_error" in case:
-            return "raises"
-        return "divergent" if known_mxnet_divergence(case) else "same"
-    return [pytest.param(c, id=c["id"]) for c in trajectories()
-            if kind_of(c) == kind and _compared(c)]
+    return [pytest.param(c, id=c["id"]) for c in trajectories_of(kind)]
 
 
 def _build(case: dict) -> optax.GradientTransformation:
@@ -85,19 +71,8 @@ def _replay(case: dict, steps: int | None = None):
 def test_trajectory_matches_mxnet(case):
     for step, params, expected in _replay(case):
         for name, want in expected.items():
-            got = np.asarray(params[name])
-            assert got.dtype == want.dtype
-            if _pure_float16(case):
-                # Every float16 operation rounds, in an order that differs from
-                # MXNet's kernels in places; the differences add up over steps.
-                np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32),
-                                           rtol=2**-7, atol=2**-9, err_msg=f"step {step}, {name}")
-            elif want.dtype == np.float16:
-                worst = _ulp_distance(got, want).max()
-                assert worst <= 1, f"step {step}, {name}: {worst} ulp from MXNet"
-            else:
-                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
-                                           err_msg=f"step {step}, {name}")
+            assert_matches_mxnet(params[name], want, pure_float16=pure_float16(case),
+                                 what=f"step {step}, {name}")
 
 
 @pytest.mark.parametrize("case", _cases("divergent"))

@@ -3,6 +3,7 @@
 Importing this package registers every one with :mod:`mxopt.registry`.
 """
 
+from mxopt.optimizers._base import Base
 from mxopt.optimizers.adadelta import adadelta
 from mxopt.optimizers.adagrad import adagrad, groupadagrad
 from mxopt.optimizers.adam import adam
@@ -20,6 +21,6 @@ from mxopt.optimizers.sgd import ccsgd, nag, sgd
 from mxopt.optimizers.sgld import sgld
 from mxopt.optimizers.signum import signum
 
-__all__ = ["adadelta", "adagrad", "adam", "adamax", "ccsgd", "dcasgd", "ftml", "ftrl",
+__all__ = ["Base", "adadelta", "adagrad", "adam", "adamax", "ccsgd", "dcasgd", "ftml", "ftrl",
            "groupadagrad", "lamb", "lars", "lbsgd", "mxnet_test", "nadam", "nag", "rmsprop",
            "sgd", "sgld", "signum"]

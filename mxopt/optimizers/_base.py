@@ -129,9 +129,25 @@ class Base:
         return transforms.scale_by_learning_rate(
             self.schedule(), lr_mult=self.lr_mult, begin_num_update=self.begin_num_update)
 
-    def build(self, *chain: optax.GradientTransformation) -> optax.GradientTransformation:
-        """Chains the transforms, adds master weights if asked, and the tree checks."""
+    def build(self, *chain: optax.GradientTransformation) -> Optimization:
+        """Chains the transforms, adds master weights if asked, and :meth:`finish`."""
         tx = optax.chain(*chain)
-        if self.multi_precision:
-            tx = multi_precision(tx)
-        return check_trees(tx)
+        return self.finish(multi_precision(tx) if self.multi_precision else tx)
+
+    def finish(self, tx: optax.GradientTransformation) -> Optimization:
+        """Adds the tree checks, and tells the rate the optimizer steps with."""
+        built = Optimization(*check_trees(tx))
+        built.learning_rate = self.schedule()
+        return built
+
+
+class Optimization(optax.GradientTransformation):
+    """An optimizer's transformation, which also tells the rate it steps with.
+
+    ``learning_rate`` is the number or schedule of the update count that the
+    optimizer uses, after MXNet's precedence between ``learning_rate``,
+    ``lr_scheduler`` and the optimizer's own default (Adam's 0.001 overrides
+    a scheduler's ``base_lr``, say).
+    """
+
+    learning_rate: float | Schedule

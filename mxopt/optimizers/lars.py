@@ -15,7 +15,7 @@ from mxopt.multipliers import MultiplierSpec
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.precision import multi_precision
 from mxopt.registry import register
-from mxopt.structure import check_trees, leaf_name
+from mxopt.structure import leaf_name
 
 # MXNet skips the trust ratio for parameters whose names end so (biases and
 # batch-norm scales and shifts): a plain suffix test on the leaf's name.
@@ -25,6 +25,22 @@ EXEMPT_SUFFIXES = ("gamma", "beta", "bias")
 def is_exempt(name: str) -> bool:
     """Whether the leaf named ``name`` keeps the plain learning rate (no trust ratio)."""
     return name.endswith(EXEMPT_SUFFIXES)
+
+
+Exemption = bool | Callable[[str], bool] | None
+
+
+def exemption_rule(exempt: Exemption) -> Callable[[str], bool]:
+    """``exempt`` as a predicate of leaf names: MXNet's rule (:func:`is_exempt`) for None,
+    the same answer for every leaf for a bool."""
+    if exempt is None:
+        return is_exempt
+    if isinstance(exempt, bool):
+        return lambda name: exempt
+    if not callable(exempt):
+        raise ValueError(f"exempt must be None, a bool or a predicate of leaf names, got "
+                         f"{exempt!r}")
+    return exempt
 
 
 def sum_of_squares(x: jax.Array) -> jax.Array:
@@ -58,7 +74,7 @@ class ScaleByLarsState(NamedTuple):
 def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: float = 0.001,
                   eps: float = 0.0, momentum_correction: bool = True, rescale_grad: float = 1.0,
                   clip_gradient: float | None = None, wd: float = 0.0,
-                  wd_mult: MultiplierSpec = None,
+                  wd_mult: MultiplierSpec = None, exempt: Exemption = None,
                   stored_dtypes: chex.ArrayTree | None = None) -> optax.GradientTransformation:
     """MXNet's LARS step, from the raw gradient to the weight update.
 
@@ -74,8 +90,8 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
     ``|.|`` is the L2 norm of the whole leaf; the gradient's norm is taken
     before clipping. ``mu`` is ``momentum * lr_t / lr_{t-1}`` (learning rates
     before lr_mult) with ``momentum_correction``, unless ``lr_{t-1}`` is 0 or
-    this is the first update. A leaf is exempt when its name ends with
-    ``gamma``, ``beta`` or ``bias`` (:func:`is_exempt`).
+    this is the first update. A leaf is exempt as ``exempt`` says: by default
+    when its name ends with ``gamma``, ``beta`` or ``bias`` (:func:`is_exempt`).
 
     The rescale, clip and weight-decay hyperparameters are held once, in the
     states of :func:`transforms.rescale`, :func:`transforms.clip` and
@@ -89,6 +105,7 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
     weights (see :func:`on_master_copies`).
     """
     eta_, eps_ = hyperparams.scalar("eta", eta), hyperparams.scalar("eps", eps)
+    exempted = exemption_rule(exempt)
     rescale = transforms.rescale(rescale_grad)
     clip = transforms.clip(clip_gradient)
     decay = transforms.add_decayed_weights(wd, wd_mult)
@@ -108,7 +125,7 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
         scale = s.rescale.rescale_grad
 
         def layer_rate(path, lr, wd, w, g, dtype):
-            if is_exempt(leaf_name(path)):
+            if exempted(leaf_name(path)):
                 return lr
             w_norm = jnp.sqrt(sum_of_squares(w.astype(dtype)))
             g_sum_sq = sum_of_squares(g.astype(dtype))
@@ -158,7 +175,7 @@ def on_master_copies(
 
 @register
 def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, eps: float = 0,
-         momentum_correction: bool = True,
+         momentum_correction: bool = True, exempt: Exemption = None,
          **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
     """MXNet's ``lars``: layer-wise adaptive rate scaling (You et al., 2017).
 
@@ -182,7 +199,8 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
     by ``/``, see :mod:`mxopt.structure`) ends with ``gamma``, ``beta`` or
     ``bias``, the suffix test MXNet applies to parameter names; so
     ``"bn0_gamma"``, ``"bn/beta"`` and ``"dense/bias"`` are exempt while
-    ``"dense/kernel"`` or Flax's ``"BatchNorm_0/scale"`` are not.
+    ``"dense/kernel"`` or Flax's ``"BatchNorm_0/scale"`` are not. ``exempt``
+    replaces that rule (an mxopt argument; MXNet has only its rule).
 
     Args:
       momentum: in [0, 1).
@@ -191,6 +209,8 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
       eta: the LARS coefficient, >= 0.
       eps: added to the trust ratio's denominator, >= 0.
       momentum_correction: scale the momentum by the change of learning rate.
+      exempt: which leaves keep ``lr``: None for MXNet's rule by name, a
+        predicate ``f(name) -> bool``, or a bool for all leaves.
 
     References:
       You, Gitman and Ginsburg, "Large Batch Training of Convolutional
@@ -206,13 +226,14 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
         return scale_by_lars(b.rate(), momentum=momentum, eta=eta, eps=eps,
                              momentum_correction=momentum_correction,
                              rescale_grad=b.rescale_grad, clip_gradient=b.clip_gradient,
-                             wd=b.wd, wd_mult=b.wd_mult, stored_dtypes=stored_dtypes)
+                             wd=b.wd, wd_mult=b.wd_mult, exempt=exempt,
+                             stored_dtypes=stored_dtypes)
 
     tx = make()  # checks the arguments now, with or without multi_precision
     if b.multi_precision:
         # MXNet's LARS takes its norms of the float16 weights, not of the masters;
         # this is b.build with their dtypes passed in.
-        return check_trees(on_master_copies(lambda dtypes: optax.chain(make(dtypes))))
+        return b.finish(on_master_copies(lambda dtypes: optax.chain(make(dtypes))))
     return b.build(tx)
 
 

@@ -1,0 +1,101 @@
+"""Saving and restoring optimizer states, or any pytree of arrays, with Orbax.
+
+A checkpoint is a directory written by ``orbax-checkpoint``, JAX's standard
+checkpoint library (also what Flax and MaxText use). Orbax was picked over
+``flax.serialization`` because it stores each array as it is (float16 and
+bfloat16 masters, int32 counts, typed and raw PRNG keys) without a trip
+through one in-memory blob, restores onto the devices and shardings of a
+template, and writes from many hosts at once; ``flax.serialization`` would
+bring in flax for a msgpack of host arrays.
+
+The state's structure is not saved as Python objects (nothing to unpickle):
+:func:`restore` takes a template with the structure to fill, such as
+``tx.init(params)``, so a restored state is of the same NamedTuple classes
+as one never saved, and a run restored at step ``k`` continues bit for bit
+as the uninterrupted run. For step-numbered checkpoints, retention and
+asynchronous saving, use ``orbax.checkpoint.CheckpointManager`` directly on
+the same trees.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import chex
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _path(directory: str | os.PathLike) -> pathlib.Path:
+    return pathlib.Path(directory).expanduser().absolute()  # Orbax wants absolute paths
+
+
+def save(directory: str | os.PathLike, tree: chex.ArrayTree, *,
+         overwrite: bool = False) -> pathlib.Path:
+    """Writes ``tree`` (an optimizer state, or ``(params, state)``, ...) to ``directory``.
+
+    Args:
+      directory: the checkpoint's directory; it must not exist unless
+        ``overwrite``.
+      tree: a pytree of arrays.
+      overwrite: replace an existing checkpoint.
+
+    Returns:
+      The checkpoint's absolute path, once it is completely written.
+    """
+    path = _path(directory)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path, tree, force=overwrite)
+        checkpointer.wait_until_finished()
+    return path
+
+
+def _described(tree) -> dict[str, tuple]:
+    """Each leaf's ``(shape, dtype)`` as saved, by its path (NamedTuple fields and dict keys alike).
+
+    A typed PRNG key is saved as its key data.
+    """
+    def stored(leaf):
+        if not hasattr(leaf, "dtype"):  # a Python number
+            leaf = np.asarray(leaf)
+        if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.eval_shape(jax.random.key_data, leaf)
+        return tuple(leaf.shape), str(leaf.dtype)
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): stored(leaf)
+            for path, leaf in leaves}
+
+
+def restore(directory: str | os.PathLike, like: chex.ArrayTree) -> chex.ArrayTree:
+    """Reads the checkpoint in ``directory`` into the structure of ``like``.
+
+    Args:
+      directory: a checkpoint written by :func:`save`.
+      like: a pytree of the saved structure, whose leaves (arrays or
+        ``jax.ShapeDtypeStruct``) give each array's shape, dtype and sharding,
+        e.g. ``tx.init(params)``. Its values are not used.
+
+    Raises:
+      FileNotFoundError: no checkpoint in ``directory``.
+      ValueError: the checkpoint holds other paths, shapes or dtypes than
+        ``like`` (the message names the first difference).
+    """
+    path = _path(directory)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with ocp.StandardCheckpointer() as checkpointer:
+        saved = _described(checkpointer.metadata(path).item_metadata.tree)
+        wanted = _described(like)
+        for name in sorted(saved.keys() | wanted.keys()):
+            if saved.get(name) != wanted.get(name):
+                shown = {k: "absent" if d is None else f"{d[1]}{list(d[0])}"
+                         for k, d in (("checkpoint", saved.get(name)), ("like", wanted.get(name)))}
+                raise ValueError(f"the checkpoint at {path} does not match `like` at {name!r}: "
+                                 f"{shown['checkpoint']} in the checkpoint, {shown['like']} in "
+                                 "`like`")
+        return checkpointer.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, like))

@@ -1,0 +1,303 @@
+"""Carrying a half-trained MXNet run over to mxopt: its optimizer and its states.
+
+MXNet saves the optimizer's state of each parameter with
+``Updater.get_states`` (what ``gluon.Trainer.save_states`` and
+``Module.save_optimizer_states`` write): a dict from parameter index to the
+state the optimizer's ``create_state`` made, and, with ``dump_optimizer``,
+the optimizer itself. :mod:`mxopt.mxnet_files` reads those files without
+MXNet; this module turns what they hold into mxopt's:
+
+* :func:`import_optimizer` rebuilds the pickled optimizer as an
+  :class:`mxopt.optimizer.Optimizer`: class, hyperparameters, scheduler,
+  multipliers, ``idx2name`` and the update counts;
+* :func:`import_state` puts the states into the optax state of a params
+  pytree, so that training continues along the trajectory MXNet would have
+  taken; :func:`index_state` does it for one index, and
+  :class:`mxopt.optimizer.Updater` uses it for ``set_states``.
+
+MXNet's state of one parameter, by optimizer (``mom`` is None at momentum
+0; signum's is the negated running mean of the gradients mxopt keeps), and
+with ``multi_precision`` for a float16 weight::
+
+    sgd, nag, ccsgd      mom                      (mom, weight32)
+    signum               -mom                     (weight32, -mom)
+    dcasgd               (mom, previous_weight)   (weight32, (mom, previous_weight))
+    adam, lamb           (mean, var)              (weight32, (mean, var))
+    adamax               (mean, u)                (weight32, (mean, u))
+    ftml                 (d, v, z)                (weight32, (d, v, z))
+    ftrl                 (z, n)                   (weight32, (z, n))
+    adadelta             (acc_g, acc_delta)       (weight32, (acc_g, acc_delta))
+    rmsprop              (n,)                     (weight32, (n,))
+    rmsprop, centered    (n, g, delta)            (weight32, (n, g, delta))
+    adagrad, groupadagrad  history                (weight32, history)
+    sgld                 None                     (weight32, None)
+    test                 weight                   (weight32, weight)
+
+Not imported: ``nadam``, whose MXNet momentum schedule is a product over
+every parameter's update (see docs/mxnet_differences.md), so its saved
+value has no mxopt equivalent; ``lars`` and ``lbsgd``, which keep part of
+their state in the optimizer object itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mxopt import hyperparams, schedules
+from mxopt.mxnet_files import MXNetObject, MXNetStates, load_states
+from mxopt.optimizer import Index, Optimizer
+from mxopt.structure import named_leaves
+
+Source = str | os.PathLike | bytes | MXNetStates
+
+class _Negated(str):
+    """An mxopt state field that MXNet keeps with the opposite sign."""
+
+
+# Each optimizer's state of one parameter, as MXNet's create_state makes it,
+# with the name of the mxopt state field each array goes to.
+_LAYOUTS: dict[str, Callable[[Optimizer], Any]] = {
+    "sgd": lambda o: "trace" if o.momentum else None,
+    "ccsgd": lambda o: "trace" if o.momentum else None,
+    "nag": lambda o: "trace" if o.momentum else None,
+    # MXNet's signum_update keeps mom = momentum * mom - (1 - momentum) * g.
+    "signum": lambda o: _Negated("mom") if o.momentum else None,
+    "dcasgd": lambda o: ("trace" if o.momentum else None, "previous_weight"),
+    "adam": lambda o: ("mean", "var"),
+    "lamb": lambda o: ("mean", "var"),
+    "adamax": lambda o: ("mean", "norm"),
+    "ftml": lambda o: ("d", "v", "z"),
+    "ftrl": lambda o: ("z", "n"),
+    "adadelta": lambda o: ("acc_g", "acc_delta"),
+    "rmsprop": lambda o: ("mean_square", "mean", "delta") if o.centered else ("mean_square",),
+    "adagrad": lambda o: "history",
+    "groupadagrad": lambda o: "history",
+    "sgld": lambda o: None,
+    "test": lambda o: "weight",
+}
+# Their own create_state_multi_precision puts the master copy last.
+_MASTER_LAST = {"sgd", "ccsgd", "nag"}
+# MXNet attributes that mxopt's constructors call by another name.
+_RENAMED = {"float_stable_eps": "eps", "lr": "learning_rate", "idx2name": "param_idx2name"}
+_SCHEDULERS = {
+    "FactorScheduler": ("step", "factor", "stop_factor_lr"),
+    "MultiFactorScheduler": ("step", "factor"),
+    "PolyScheduler": ("max_update", "final_lr", "pwr"),
+    "CosineScheduler": ("max_update", "final_lr"),
+}
+
+
+class MXNetImportError(ValueError):
+    """MXNet's saved states do not fit the optimizer or params they are imported into."""
+
+
+def _states(source: Source) -> MXNetStates:
+    return source if isinstance(source, MXNetStates) else load_states(source)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars (MXNet pickles whatever the user passed) as Python numbers, exactly."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def import_scheduler(scheduler: MXNetObject) -> schedules.LRScheduler:
+    """The pure mxopt scheduler equal to a pickled ``mx.lr_scheduler`` object.
+
+    MXNet's schedulers mutate their ``base_lr`` as they decay; the rate
+    given at construction survives as ``warmup_final_lr``, and the pure
+    scheduler computes any count's rate from it.
+    """
+    if scheduler.name not in _SCHEDULERS:
+        raise MXNetImportError(f"no mxopt scheduler for MXNet's {scheduler.name}; mxopt has "
+                               f"{', '.join(_SCHEDULERS)}")
+    a = {("pwr" if k == "power" else k): _plain(v) for k, v in scheduler.attributes.items()}
+    kwargs = {name: a[name] for name in _SCHEDULERS[scheduler.name]}
+    return getattr(schedules, scheduler.name)(
+        base_lr=a["warmup_final_lr"], warmup_steps=a["warmup_steps"],
+        warmup_begin_lr=a["warmup_begin_lr"], warmup_mode=a["warmup_mode"], **kwargs)
+
+
+def import_optimizer(source: Source | MXNetObject) -> Optimizer:
+    """The mxopt optimizer equal to the one pickled in an MXNet ``.states`` file.
+
+    Args:
+      source: a file written with ``dump_optimizer=True`` (Gluon's
+        ``Trainer.save_states`` writes one): its path or bytes, what
+        :func:`mxopt.mxnet_files.load_states` read from it, or its optimizer.
+
+    Returns:
+      An :class:`mxopt.optimizer.Optimizer` of the same class with MXNet's
+      hyperparameters, scheduler, ``idx2name``, multipliers, ``sym`` info and
+      per-index update counts (Gluon's ``param_dict`` is not saved by MXNet:
+      set it again, as ``Trainer.load_states`` does).
+    """
+    pickled = source if isinstance(source, MXNetObject) else _states(source).optimizer
+    if pickled is None:
+        raise MXNetImportError("the states file holds no optimizer (it was saved without "
+                               "dump_optimizer, as Module.save_optimizer_states does); build "
+                               "the optimizer with mxopt.optimizer.create(...) instead")
+    klass = Optimizer.opt_registry.get(pickled.name.lower())
+    if klass is None:
+        raise MXNetImportError(f"no mxopt optimizer for MXNet's {pickled.name}")
+    a = {_RENAMED.get(k, k): _plain(v) for k, v in pickled.attributes.items()}
+    if a.get("lr_scheduler") is not None:
+        a["lr_scheduler"] = import_scheduler(a["lr_scheduler"])
+        if pickled.name == "Ftrl":  # its learning_rate never reaches the scheduler in MXNet
+            del a["learning_rate"]
+    accepted = {*klass.defaults(), "param_idx2name"}
+    optimizer = klass(**{k: v for k, v in a.items() if k in accepted})
+    optimizer.sym_info = tuple(a["sym_info"])
+    optimizer.lr_mult, optimizer.wd_mult = dict(a["lr_mult"]), dict(a["wd_mult"])
+    optimizer.num_update = a["num_update"]
+    optimizer._index_update_count.update(a["_index_update_count"])
+    return optimizer
+
+
+def _layout(optimizer: Optimizer, dtype: np.dtype) -> Any:
+    name = type(optimizer).__name__.lower()
+    if name not in _LAYOUTS:
+        raise MXNetImportError(f"importing MXNet's {type(optimizer).__name__} states is not "
+                               f"supported; supported: {', '.join(sorted(_LAYOUTS))}")
+    inner = _LAYOUTS[name](optimizer)
+    if not (optimizer.multi_precision and dtype == np.float16):
+        return inner
+    return (inner, "master") if name in _MASTER_LAST else ("master", inner)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array {value.dtype}{list(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return repr(value)
+
+
+def _slots(layout: Any, state: Any, where: str) -> dict[str, np.ndarray]:
+    """MXNet's state of one parameter, as mxopt field name -> array, checked against the layout."""
+    if layout is None:
+        if state is not None:
+            raise MXNetImportError(f"{where}: the optimizer keeps no state, but MXNet saved "
+                                   f"{_describe(state)}")
+        return {}
+    if isinstance(layout, str):
+        if not isinstance(state, np.ndarray):
+            raise MXNetImportError(f"{where}: expected an array ({layout}), MXNet saved "
+                                   f"{_describe(state)}")
+        return {layout: -state if isinstance(layout, _Negated) else state}
+    if not isinstance(state, (tuple, list)) or len(state) != len(layout):
+        raise MXNetImportError(f"{where}: expected a tuple of {len(layout)} ({layout}), MXNet "
+                               f"saved {_describe(state)}; was it saved by this optimizer, "
+                               "with the same momentum, centered and multi_precision?")
+    found = {}
+    for part_layout, part in zip(layout, state):
+        found.update(_slots(part_layout, part, where))
+    return found
+
+
+def _fill(state: optax.OptState, params: optax.Params,
+          slots: Sequence[dict[str, np.ndarray]], where: Sequence[str]) -> optax.OptState:
+    """``state`` with the fields named in ``slots`` (one dict per leaf of ``params``) replaced."""
+    treedef = jax.tree_util.tree_structure(params)
+    wanted = {field for leaf in slots for field in leaf}
+    placed: set[str] = set()
+
+    def leaf_value(field, i, old):
+        new = slots[i].get(field)
+        if new is None:
+            if old is None or field == "master":  # a master copy MXNet keeps for float16 only
+                return old
+            raise MXNetImportError(f"{where[i]}: the optimizer keeps {field}, which MXNet's "
+                                   "state does not have")
+        if old is None or jnp.shape(old) != new.shape or jnp.result_type(old) != new.dtype:
+            expected = "nothing" if old is None else f"{jnp.result_type(old)}{list(old.shape)}"
+            raise MXNetImportError(f"{where[i]}: MXNet's {field} is {_describe(new)}, the "
+                                   f"optimizer's is {expected}")
+        return jnp.asarray(new)
+
+    def visit(node):
+        changes = {}
+        for field, value in zip(node._fields, node):
+            if field in wanted:
+                old = treedef.flatten_up_to(value)
+                changes[field] = treedef.unflatten(
+                    [leaf_value(field, i, o) for i, o in enumerate(old)])
+                placed.add(field)
+        return node._replace(**changes) if changes else node
+
+    state = hyperparams.walk(state, visit)
+    if wanted - placed:
+        raise MXNetImportError(f"MXNet's states hold {sorted(wanted - placed)}, which this "
+                               "optimizer's state has no place for")
+    return state
+
+
+def index_state(optimizer: Optimizer, index: Index, weight: jax.Array,
+                mxnet_state: Any) -> optax.OptState:
+    """The state of one index for ``optimizer.update_multi_precision``, from MXNet's.
+
+    Its update count is the optimizer's count for ``index`` (restored by
+    :func:`import_optimizer`), as MXNet's ``Updater.set_states`` leaves it.
+    """
+    weight = jnp.asarray(weight)
+    slots = _slots(_layout(optimizer, weight.dtype), mxnet_state, f"index {index!r}")
+    template = optimizer.create_state_multi_precision(index, weight)
+    return _fill(template, weight, [slots], [f"index {index!r}"])
+
+
+def import_state(source: Source, params: optax.Params, optimizer: Optimizer, *,
+                 indices: Sequence[str] | Mapping[str, Index] | None = None) -> optax.OptState:
+    """The optax state of ``optimizer`` over ``params``, holding MXNet's saved states.
+
+    ``optimizer.update(grads, state, params)`` then continues where MXNet
+    stopped. Every leaf needs a saved state and every saved state a leaf.
+
+    Args:
+      source: an MXNet ``.states`` file (path, bytes, or what
+        :func:`mxopt.mxnet_files.load_states` read).
+      params: the weights MXNet saved with it (``mxopt.mxnet_files.load_params``).
+      optimizer: the optimizer to continue with: :func:`import_optimizer`'s,
+        or one built with MXNet's arguments. Its per-index update counts give
+        the state's count (all indices must agree); none gives
+        ``begin_num_update``, as MXNet's ``Updater.set_states`` without an
+        optimizer does.
+      indices: the MXNet index of each leaf: the leaf names in index order, or
+        a mapping from leaf name to index. By default, ``param_idx2name``'s
+        (names as leaf names), or the order of a list or tuple of params.
+
+    Raises:
+      MXNetImportError: the states do not fit the params or the optimizer (the
+        message names the index and the field).
+    """
+    saved = _states(source).states
+    names = {name for name, _ in named_leaves(params)}
+    if indices is None and not (set(optimizer.idx2name.values()) & names
+                                or isinstance(params, (list, tuple))):
+        raise MXNetImportError(
+            "say which MXNet index each params leaf has: indices=[leaf names in MXNet's "
+            "order] or {leaf name: index} (the optimizer's param_idx2name does not name the "
+            f"leaves, and a {type(params).__name__}'s flattening order need not be MXNet's)")
+    leaf_indices = optimizer.leaf_indices(params, indices)
+    unused = sorted(set(saved) - set(leaf_indices), key=repr)
+    absent = [i for i in leaf_indices if i not in saved]
+    if unused or absent:
+        raise MXNetImportError(f"the states file and the params differ: indices {absent} have "
+                               f"no saved state, saved indices {unused} no params leaf")
+    counts = {optimizer._index_update_count.get(i, optimizer.begin_num_update)
+              for i in leaf_indices}
+    if len(counts) > 1:
+        raise MXNetImportError(f"the indices were updated different numbers of times "
+                               f"({sorted(counts)}); a pytree state has one count: use "
+                               "mxopt.optimizer.Updater, which keeps one per index")
+    where = [f"index {i!r} (leaf {name!r})" for i, (name, _) in zip(leaf_indices,
+                                                                   named_leaves(params))]
+    slots = [_slots(_layout(optimizer, jnp.result_type(leaf)), saved[i], w)
+             for i, (_, leaf), w in zip(leaf_indices, named_leaves(params), where)]
+    state = _fill(optimizer.init(params, indices=indices), params, slots, where)
+    return hyperparams.set_count(state, counts.pop())

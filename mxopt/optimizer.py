@@ -1,0 +1,729 @@
+"""MXNet's ``mxnet.optimizer`` objects: ``Optimizer``, its subclasses, ``Updater``.
+
+A port of an MXNet training loop changes its imports
+(``from mxopt import optimizer`` for ``from mxnet import optimizer``) and
+one thing more: JAX arrays are immutable, so where MXNet writes the new
+weight and state into the arrays it was given, mxopt returns them::
+
+    weight, state = opt.update(index, weight, grad, state)   # MXNet: in place
+    weight = updater(index, grad, weight)                    # MXNet: returns None
+
+The objects hold no math. Each optimizer class is bound to one pure
+transformation (``SGD`` to :func:`mxopt.sgd`, ...); the object keeps what
+MXNet keeps beside it — the hyperparameters as attributes, the per-index
+multipliers and update counts — and hands them to the compiled update as
+arguments, so ``set_learning_rate`` and friends never recompile. The update
+of one index is jit-compiled once per weight shape and dtype.
+
+An optimizer is also an optax transformation over whole pytrees:
+``opt.init(params)`` and ``opt.update(grads, state, params)`` (told apart
+from the per-index ``update`` by its arguments) give the per-index numbers,
+each leaf with the multipliers of its index (see :meth:`Optimizer.leaf_indices`).
+
+One difference from MXNet: a scheduler sees each index's own update count,
+where MXNet's sees the largest over all indices. They agree whenever every
+parameter is updated at every step, as in Gluon's ``Trainer`` and Module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mxopt import hyperparams, npz, optimizers, registry, schedules
+from mxopt.optimizers.lars import is_exempt
+from mxopt.structure import named_leaves
+
+Index = int | str
+
+
+class SchedulerConflictError(ValueError, UserWarning):
+    """``set_learning_rate`` under an ``lr_scheduler`` (MXNet raises UserWarning)."""
+
+
+def _is_index(x: Any) -> bool:
+    """MXNet's per-index calls pass an int or str index, or a list of them."""
+    if isinstance(x, (list, tuple)):
+        return bool(x) and all(_is_index(i) for i in x)
+    return isinstance(x, (int, str, np.integer)) and not isinstance(x, bool)
+
+
+class Optimizer:
+    """MXNet's ``Optimizer``: the base class; build one through a subclass or by name.
+
+    ``Optimizer.create_optimizer("adam", learning_rate=0.01)`` or
+    ``Adam(learning_rate=0.01)``. Arguments are MXNet's, by keyword: the
+    algorithm's own (``momentum``, ``beta1``, ...) and the base ones,
+    ``rescale_grad``, ``param_idx2name``, ``wd``, ``clip_gradient``,
+    ``learning_rate``, ``lr_scheduler``, ``sym``, ``begin_num_update``,
+    ``multi_precision``, ``param_dict``. ``sym`` is a mapping from parameter
+    names to attribute dicts (``{"fc_weight": {"__lr_mult__": "2"}}``) or
+    an object with MXNet Symbol's ``attr_dict()`` and ``list_arguments()``.
+    ``param_dict`` maps indices to objects with ``lr_mult`` and ``wd_mult``
+    (Gluon Parameters).
+
+    Hyperparameters are attributes, as in MXNet (``opt.lr``, ``opt.wd``,
+    ``opt.momentum``, ``opt.rescale_grad``, ...); setting one takes effect
+    at the next update. Arguments that shape the update (``multi_precision``,
+    ``lr_scheduler``, ``centered``, ...) are fixed once built.
+
+    A subclass names its pure transformation in ``transform``: a function of
+    the keyword arguments (the base ones included, see
+    :class:`mxopt.optimizers.Base`) returning an optax transformation.
+    :meth:`register` makes it available by name.
+    """
+
+    opt_registry: ClassVar[dict[str, type[Optimizer]]] = {}
+    transform: ClassVar[Callable[..., optax.GradientTransformation] | None] = None
+    # Names from param_idx2name that keep weight decay by default (set_wd_mult).
+    decayed_suffixes: ClassVar[tuple[str, ...]] = ("_weight", "_gamma")
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The keyword arguments the class takes, with their defaults.
+
+        Those of its transform and MXNet's base ones, besides ``param_idx2name``,
+        ``sym`` and ``param_dict``.
+        """
+        own = {name: p.default for name, p in inspect.signature(cls.transform).parameters.items()
+               if p.default is not inspect.Parameter.empty}
+        base = {f.name: f.default for f in dataclasses.fields(optimizers.Base)
+                if f.name not in ("lr_mult", "wd_mult")}
+        return {**base, **own}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        transform = cls.__dict__.get("transform")
+        if transform is not None and not isinstance(transform, staticmethod):
+            cls.transform = staticmethod(transform)
+        if cls.__doc__ is None and transform is not None:
+            cls.__doc__ = (f"MXNet's ``{cls.__name__}``, updating as "
+                           f":func:`{transform.__module__}.{transform.__name__}`.")
+
+    def __init__(self, *, param_idx2name: Mapping[Index, str] | None = None, sym: Any = None,
+                 param_dict: Mapping[Index, Any] | None = None, **kwargs):
+        if type(self).transform is None:
+            raise TypeError(f"{type(self).__name__} has no transform; build an optimizer with "
+                            "Optimizer.create_optimizer(name, ...) or a subclass such as SGD")
+        for arg in ("lr_mult", "wd_mult"):
+            if arg in kwargs:
+                raise TypeError(f"{arg} is not an argument of MXNet's Optimizer; use "
+                                f"set_{arg}() (or mxopt.create(..., {arg}=...) for pytrees)")
+        if param_idx2name is not None and not isinstance(param_idx2name, Mapping):
+            raise ValueError(f"param_idx2name must map indices to names, got {param_idx2name!r}")
+        rate = self.transform(**kwargs).learning_rate  # checks kwargs; MXNet's precedence
+        scheduled = callable(rate)
+        args = {**self.defaults(), **kwargs,
+                "learning_rate": None if scheduled else rate,
+                "lr_scheduler": rate if scheduled else None}
+        # One leaf and scalar multipliers: every tunable value is a scalar in the state.
+        probe = self.transform(**args, lr_mult=1.0, wd_mult=1.0).init(jnp.zeros((1, 1)))
+        held = set(hyperparams.get_hyperparams(probe))
+        object.__setattr__(self, "_args", args)
+        object.__setattr__(self, "_tunable", frozenset(held & set(args)))
+        self._multiplied = tuple(kind for kind in ("lr", "wd") if f"{kind}_mult" in held)
+        self._steps: dict[tuple, Callable] = {}
+        self.idx2name = dict(param_idx2name or {})
+        self.param_dict = param_dict or {}  # not copied: Gluon's Trainer shares it
+        self.sym_info = _sym_info(sym)
+        self.num_update = args["begin_num_update"]
+        self._index_update_count: dict[Index, int] = {}
+        self.set_lr_mult({})
+        self.set_wd_mult({})
+
+    # -- MXNet's attributes ------------------------------------------------
+
+    def __getattr__(self, name: str):
+        args = self.__dict__.get("_args", {})
+        key = "learning_rate" if name == "lr" else name
+        if key in args:
+            return args[key]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any):
+        key = "learning_rate" if name == "lr" else name
+        if key in self.__dict__.get("_tunable", ()):
+            hyperparams.encode(**{key: value})  # a bad value fails here, naming it
+            self._args[key] = value
+        elif key == "learning_rate" and self.lr_scheduler is not None:
+            self.set_learning_rate(value)
+        elif key in self.__dict__.get("_args", {}):
+            raise AttributeError(f"{name} shapes the update and is fixed once the optimizer is "
+                                 f"built; build a new {type(self).__name__} to change it")
+        else:
+            object.__setattr__(self, name, value)
+
+    @property
+    def learning_rate(self) -> float:
+        """The current rate: the scheduler's at ``num_update``, else ``lr``."""
+        if self.lr_scheduler is not None:
+            return float(self.lr_scheduler(self.num_update))
+        return self.lr
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Sets ``lr``; an error under an ``lr_scheduler``, as in MXNet."""
+        if self.lr_scheduler is not None:
+            raise SchedulerConflictError(
+                "LRScheduler of the optimizer has already been defined; set_learning_rate can "
+                "change the learning rate only when the optimizer has no lr_scheduler")
+        self.lr = lr
+
+    def set_lr_scale(self, args_lrscale: Mapping[Index, float]) -> None:
+        """Deprecated since MXNet 0.x: use :meth:`set_lr_mult` (which it calls)."""
+        warnings.warn("set_lr_scale is deprecated; use set_lr_mult", DeprecationWarning,
+                      stacklevel=2)
+        self.set_lr_mult(args_lrscale)
+
+    def set_lr_mult(self, args_lr_mult: Mapping[Index, float]) -> None:
+        """Sets learning-rate multipliers by parameter name or index.
+
+        Replaces earlier ones; names with ``__lr_mult__`` in ``sym`` keep it
+        unless ``args_lr_mult`` names them.
+        """
+        self.lr_mult = {**_sym_multipliers(self.sym_info, "__lr_mult__"), **args_lr_mult}
+
+    def set_wd_mult(self, args_wd_mult: Mapping[Index, float]) -> None:
+        """Sets weight-decay multipliers by parameter name or index.
+
+        As in MXNet, names from ``param_idx2name`` that end in none of
+        ``decayed_suffixes`` (``_weight`` and ``_gamma``; LARS: ``_weight``
+        only) get 0, so biases and BatchNorm's beta are not decayed; then
+        ``sym``'s ``__wd_mult__`` attributes apply, then ``args_wd_mult``.
+        """
+        no_decay = {n: 0.0 for n in self.idx2name.values()
+                    if not n.endswith(self.decayed_suffixes)}
+        self.wd_mult = {**no_decay, **_sym_multipliers(self.sym_info, "__wd_mult__"),
+                        **args_wd_mult}
+
+    def _multiplier(self, kind: str, index: Index, name: str | None = None) -> float:
+        """MXNet's lookup of ``lr_mult`` or ``wd_mult`` for an index (or a pytree leaf's name)."""
+        table = self.lr_mult if kind == "lr" else self.wd_mult
+        if index in self.param_dict:
+            holder = self.param_dict[index]
+            return float(holder[f"{kind}_mult"] if isinstance(holder, Mapping)
+                         else getattr(holder, f"{kind}_mult"))
+        if index in table:
+            return float(table[index])
+        name = self.idx2name.get(index, name)
+        return float(table.get(name, 1.0)) if name is not None else 1.0
+
+    # -- per-index updates, as MXNet's -------------------------------------
+
+    def _transform(self, multi_precision: bool, **overrides) -> optax.GradientTransformation:
+        """The transform of the current arguments, with scalar multipliers unless overridden."""
+        return self.transform(**{**self._args, "lr_mult": 1.0, "wd_mult": 1.0, **overrides,
+                                 "multi_precision": multi_precision and self.multi_precision})
+
+    def _step(self, multi_precision: bool, **index_arguments) -> Callable:
+        """The compiled one-index update (jit caches it per weight shape and dtype)."""
+        key = (multi_precision, *sorted(index_arguments.items()))
+        if key not in self._steps:
+            tx = self._transform(multi_precision, **index_arguments)
+
+            def step(weight, grad, state, hyper):
+                state = hyperparams.assign(state, hyper)
+                updates, state = tx.update(grad, state, weight)
+                return optax.apply_updates(weight, updates), state
+
+            self._steps[key] = jax.jit(step)
+        return self._steps[key]
+
+    def _index_arguments(self, index: Index) -> dict[str, Any]:
+        """Transform arguments that differ between indices, hashable (LARS's exemption)."""
+        del index
+        return {}
+
+    def _hyper(self, index: Index) -> dict[str, jax.Array]:
+        """The index's current hyperparameters, encoded for :func:`hyperparams.assign`."""
+        values = {name: self._args[name] for name in self._tunable}
+        values.update({f"{kind}_mult": self._multiplier(kind, index) for kind in self._multiplied})
+        return hyperparams.encode(**values)
+
+    def _create(self, index: Index, weight: jax.Array, multi_precision: bool) -> optax.OptState:
+        tx = self._transform(multi_precision, **self._index_arguments(index))
+        state = tx.init(jnp.asarray(weight))
+        state = hyperparams.assign(state, self._hyper(index))
+        if index in self._index_update_count:  # a new state for an index already updated
+            state = hyperparams.set_count(state, self._index_update_count[index])
+        return state
+
+    def create_state(self, index: Index, weight: jax.Array) -> optax.OptState:
+        """The state of one weight, for :meth:`update` (no master copy)."""
+        return self._create(index, weight, multi_precision=False)
+
+    def create_state_multi_precision(self, index: Index, weight: jax.Array) -> optax.OptState:
+        """The state of one weight for :meth:`update_multi_precision`.
+
+        With ``multi_precision=True`` it holds a float32 master copy of a
+        float16 or bfloat16 weight (MXNet: float16 only).
+        """
+        return self._create(index, weight, multi_precision=True)
+
+    def _update_index(self, index, weight, grad, state, multi_precision: bool):
+        if isinstance(index, (list, tuple)):
+            pairs = [self._update_index(i, w, g, s, multi_precision)
+                     for i, w, g, s in zip(index, weight, grad, state, strict=True)]
+            return [w for w, _ in pairs], [s for _, s in pairs]
+        step = self._step(multi_precision, **self._index_arguments(index))
+        new_weight, state = step(jnp.asarray(weight), jnp.asarray(grad), state, self._hyper(index))
+        count = self._index_update_count.get(index, self.begin_num_update) + 1
+        self._index_update_count[index] = count
+        self.num_update = max(self.num_update, count)
+        return new_weight, state
+
+    def update(self, *args, **kwargs):
+        """MXNet's ``update(index, weight, grad, state) -> (weight, state)``, or optax's.
+
+        With an index (or lists of indices, weights, grads and states) first:
+        one MXNet update without master copies, returning the new weight and
+        state (lists for lists) instead of writing them in place. Otherwise
+        optax's ``update(grads, state, params)`` over a pytree.
+        """
+        if args and _is_index(args[0]):
+            return self._update_index(*args, **kwargs, multi_precision=False)
+        return self._transform(multi_precision=True).update(*args, **kwargs)
+
+    def update_multi_precision(self, index, weight, grad, state):
+        """As :meth:`update`, through the master copy when the state has one."""
+        return self._update_index(index, weight, grad, state, multi_precision=True)
+
+    # -- the pytree transformation -----------------------------------------
+
+    def leaf_indices(self, params: optax.Params,
+                     indices: Sequence[str] | Mapping[str, Index] | None = None) -> list[Index]:
+        """The MXNet index of each leaf of ``params``, in flattening order.
+
+        Args:
+          params: a params pytree; leaves are named as :mod:`mxopt.structure`
+            names them.
+          indices: each leaf's index: the leaf names in index order, or a
+            mapping from leaf name to index. By default a leaf whose name
+            ``param_idx2name`` lists has that index, and without such names a
+            leaf's index is its position.
+
+        Raises:
+          ValueError: ``indices`` or ``param_idx2name`` leave out leaves, or
+            ``indices`` names leaves ``params`` lacks.
+        """
+        names = [name for name, _ in named_leaves(params)]
+        if indices is None:
+            by_name = {name: index for index, name in self.idx2name.items()}
+            if not any(name in by_name for name in names):
+                return list(range(len(names)))
+            indices, what = by_name, "param_idx2name"
+        elif not isinstance(indices, Mapping):
+            indices, what = {name: i for i, name in enumerate(indices)}, "indices"
+        else:
+            what = "indices"
+        missing = [name for name in names if name not in indices]
+        unknown = sorted(set(indices) - set(names)) if what == "indices" else []
+        if missing or unknown:
+            raise ValueError(f"{what} must name every params leaf: missing {missing}, "
+                             f"unknown {unknown}")
+        return [indices[name] for name in names]
+
+    def init(self, params: optax.Params, *,
+             indices: Sequence[str] | Mapping[str, Index] | None = None) -> optax.OptState:
+        """optax's ``init``: the state for a whole params pytree.
+
+        Each leaf gets the multipliers MXNet's lookup gives its index (see
+        :meth:`leaf_indices`) or, failing that, its name; the other
+        hyperparameters are the object's current ones, held in the state
+        from then on (change them there with :func:`mxopt.set_hyperparams`).
+
+        Raises:
+          ValueError: multipliers are given by index (``param_dict``, or an
+            integer key of ``set_lr_mult``/``set_wd_mult``) but nothing says
+            which index a leaf of a dict or other non-sequence pytree has:
+            pass ``indices`` or ``param_idx2name``.
+        """
+        by_index = self.param_dict or any(
+            isinstance(k, int) for k in (*self.lr_mult, *self.wd_mult))
+        if (indices is None and by_index and not isinstance(params, (list, tuple))
+                and not set(self.idx2name.values()) & {n for n, _ in named_leaves(params)}):
+            raise ValueError("the multipliers are given by index, but the order of a "
+                             f"{type(params).__name__}'s leaves need not be MXNet's: pass "
+                             "init(params, indices=[leaf names in index order]) or "
+                             "param_idx2name")
+        treedef = jax.tree_util.tree_structure(params)
+        leaves = list(zip(self.leaf_indices(params, indices), named_leaves(params)))
+
+        def multipliers(kind):
+            return jax.tree_util.tree_unflatten(
+                treedef, [self._multiplier(kind, i, name) for i, (name, _) in leaves])
+
+        tx = self._transform(True, lr_mult=multipliers("lr"), wd_mult=multipliers("wd"))
+        return tx.init(params)
+
+    # -- saving, for Updater.get_states(dump_optimizer=True) ----------------
+
+    def get_config(self) -> dict[str, Any]:
+        """Everything MXNet pickles of an optimizer, as JSON-able data for :meth:`from_config`.
+
+        That is the class's registered name, its arguments, ``idx2name``, the
+        multipliers, ``sym``'s attributes and the update counts (not
+        ``param_dict``, which MXNet does not save either).
+
+        Raises:
+          ValueError: the class is not registered, or an argument cannot be
+            saved as data (a plain-function ``lr_scheduler``, say).
+        """
+        name = type(self).__name__.lower()
+        if Optimizer.opt_registry.get(name) is not type(self):
+            raise ValueError(f"{type(self).__name__} is not registered under {name!r}; register "
+                             "it (Optimizer.register) so that it can be saved and rebuilt")
+        arguments = {}
+        for key, value in self._args.items():
+            if key == "lr_scheduler" and value is not None:
+                value = _scheduler_config(value)
+            elif not isinstance(value, (bool, int, float, str, type(None))):
+                raise ValueError(f"argument {key}={value!r} cannot be saved as data")
+            arguments[key] = value.item() if isinstance(value, np.generic) else value
+        return {"name": name, "arguments": arguments, "idx2name": _pairs(self.idx2name),
+                "lr_mult": _pairs(self.lr_mult), "wd_mult": _pairs(self.wd_mult),
+                "sym_info": list(self.sym_info), "num_update": self.num_update,
+                "index_update_count": _pairs(self._index_update_count)}
+
+    @staticmethod
+    def from_config(config: Mapping[str, Any]) -> Optimizer:
+        """The optimizer :meth:`get_config` described."""
+        arguments = dict(config["arguments"])
+        if arguments.get("lr_scheduler") is not None:
+            spec = arguments["lr_scheduler"]
+            arguments["lr_scheduler"] = getattr(schedules, spec["type"])(**spec["fields"])
+        optimizer = Optimizer.create_optimizer(config["name"], **arguments,
+                                               param_idx2name=dict(config["idx2name"]))
+        optimizer.sym_info = tuple(config["sym_info"])
+        optimizer.lr_mult, optimizer.wd_mult = dict(config["lr_mult"]), dict(config["wd_mult"])
+        optimizer.num_update = config["num_update"]
+        optimizer._index_update_count.update(dict(config["index_update_count"]))
+        return optimizer
+
+    # -- the registry ------------------------------------------------------
+
+    @staticmethod
+    def register(klass: type[Optimizer]) -> type[Optimizer]:
+        """Registers an Optimizer subclass under its lower-cased name (a class decorator).
+
+        Its ``transform`` joins :mod:`mxopt.registry` too, so
+        :func:`mxopt.create` finds it. Replacing a name warns, as in MXNet.
+        """
+        if not (isinstance(klass, type) and issubclass(klass, Optimizer)):
+            raise TypeError(f"register takes an Optimizer subclass, got {klass!r}")
+        if klass.transform is None:
+            raise TypeError(f"{klass.__name__} has no transform to register")
+        name = klass.__name__.lower()
+        previous = Optimizer.opt_registry.get(name)
+        if previous is not None and previous is not klass:
+            warnings.warn(f"optimizer {name!r} is overridden by "
+                          f"{klass.__module__}.{klass.__qualname__}", stacklevel=2)
+        Optimizer.opt_registry[name] = klass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            registry.register(klass.transform, name=name)
+        return klass
+
+    @staticmethod
+    def create_optimizer(name: str, **kwargs) -> Optimizer:
+        """The optimizer registered as ``name`` (case-insensitive), built from ``kwargs``.
+
+        Names registered only as functions (:func:`mxopt.register`) work too.
+        """
+        key = name.lower() if isinstance(name, str) else name
+        if key not in Optimizer.opt_registry:
+            if key not in registry.registered_names():
+                raise ValueError(f"unknown optimizer {name!r}; registered: "
+                                 f"{', '.join(sorted(Optimizer.opt_registry))}")
+            Optimizer.opt_registry[key] = type(key, (Optimizer,),
+                                               {"transform": registry.lookup(key)})
+        return Optimizer.opt_registry[key](**kwargs)
+
+
+def _pairs(mapping: Mapping) -> list[list]:
+    """A mapping as ``[key, value]`` pairs: JSON keeps int keys apart from str keys that way."""
+    return [[k, v] for k, v in mapping.items()]
+
+
+def _scheduler_config(scheduler: Any) -> dict[str, Any]:
+    if not (dataclasses.is_dataclass(scheduler) and isinstance(scheduler, schedules.LRScheduler)):
+        raise ValueError(f"lr_scheduler {scheduler!r} is a plain function; only mxopt's "
+                         "schedulers (mxopt.schedules) can be saved with the optimizer")
+    return {"type": type(scheduler).__name__,
+            "fields": {f.name: getattr(scheduler, f.name) for f in dataclasses.fields(scheduler)
+                       if f.init}}
+
+
+def _sym_info(sym: Any) -> tuple[dict, list] | tuple[()]:
+    """MXNet's ``(attr_dict, arg_names)`` from a Symbol-like object or a name->attrs mapping."""
+    if sym is None:
+        return ()
+    if hasattr(sym, "attr_dict") and hasattr(sym, "list_arguments"):
+        return dict(sym.attr_dict()), list(sym.list_arguments())
+    if isinstance(sym, Mapping) and all(isinstance(v, Mapping) for v in sym.values()):
+        return {k: dict(v) for k, v in sym.items()}, list(sym)
+    raise ValueError("sym must map parameter names to attribute dicts (e.g. "
+                     f"{{'fc_weight': {{'__lr_mult__': '2'}}}}) or be an MXNet Symbol, got {sym!r}")
+
+
+def _sym_multipliers(sym_info, attribute: str) -> dict[str, float]:
+    if not sym_info:
+        return {}
+    attrs, names = sym_info
+    return {n: float(attrs[n][attribute]) for n in names if attribute in attrs.get(n, {})}
+
+
+register = Optimizer.register
+create = Optimizer.create_optimizer
+
+
+@register
+class SGD(Optimizer):
+    transform = optimizers.sgd
+
+
+@register
+class NAG(Optimizer):
+    transform = optimizers.nag
+
+
+@register
+class ccSGD(Optimizer):  # noqa: N801 (MXNet's name)
+    transform = optimizers.ccsgd
+
+
+@register
+class Signum(Optimizer):
+    transform = optimizers.signum
+
+
+@register
+class DCASGD(Optimizer):
+    transform = optimizers.dcasgd
+
+
+@register
+class SGLD(Optimizer):
+    transform = optimizers.sgld
+
+
+@register
+class LARS(Optimizer):
+    transform = optimizers.lars
+    decayed_suffixes = ("_weight",)  # MXNet's LARS.set_wd_mult
+
+    def _index_arguments(self, index):
+        if self._args["exempt"] is not None:
+            return {}
+        # One index's update sees one unnamed leaf: MXNet's rule takes the index's name.
+        return {"exempt": is_exempt(self.idx2name.get(index, str(index)))}
+
+
+@register
+class LBSGD(Optimizer):
+    transform = optimizers.lbsgd
+
+
+@register
+class Adam(Optimizer):
+    transform = optimizers.adam
+
+
+@register
+class Adamax(Optimizer):
+    transform = optimizers.adamax
+
+
+@register
+class Nadam(Optimizer):
+    transform = optimizers.nadam
+
+
+@register
+class LAMB(Optimizer):
+    transform = optimizers.lamb
+
+
+@register
+class FTML(Optimizer):
+    transform = optimizers.ftml
+
+
+@register
+class Ftrl(Optimizer):
+    transform = optimizers.ftrl
+
+
+@register
+class AdaGrad(Optimizer):
+    transform = optimizers.adagrad
+
+
+@register
+class GroupAdaGrad(Optimizer):
+    transform = optimizers.groupadagrad
+
+
+@register
+class AdaDelta(Optimizer):
+    transform = optimizers.adadelta
+
+
+@register
+class RMSProp(Optimizer):
+    transform = optimizers.rmsprop
+
+
+@register
+class Test(Optimizer):
+    transform = optimizers.mxnet_test
+
+
+class Updater:
+    """MXNet's ``Updater``: an optimizer and the state of every index it has updated.
+
+    ``updater(index, grad, weight)`` returns the new weight (MXNet writes it
+    in place and returns None); lists of indices, grads and weights give a
+    list. An index's state is created at its first update, with a master
+    copy when the optimizer has ``multi_precision=True``.
+    """
+
+    def __init__(self, optimizer: Optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"Updater takes an mxopt Optimizer, got {optimizer!r}")
+        self.optimizer = optimizer
+        self.states: dict[Index, optax.OptState] = {}
+        # The weight each state was made for, which get_states saves to rebuild it.
+        self._weights: dict[Index, jax.ShapeDtypeStruct] = {}
+        # States read from an MXNet file, converted at the index's next update,
+        # when its weight is known (MXNet's state of sgd without momentum is None).
+        self._mxnet_states: dict[Index, Any] = {}
+
+    def __call__(self, index, grad, weight):
+        if isinstance(index, (list, tuple)):
+            return [self(i, g, w) for i, g, w in zip(index, grad, weight, strict=True)]
+        weight = jnp.asarray(weight)
+        if index not in self.states:
+            if index in self._mxnet_states:
+                from mxopt.mxnet_import import index_state  # it builds on this module
+                state = index_state(self.optimizer, index, weight, self._mxnet_states.pop(index))
+            else:
+                state = self.optimizer.create_state_multi_precision(index, weight)
+            self.states[index] = state
+            self._weights[index] = jax.ShapeDtypeStruct(weight.shape, weight.dtype)
+        weight, self.states[index] = self.optimizer.update_multi_precision(
+            index, weight, grad, self.states[index])
+        return weight
+
+    def get_states(self, dump_optimizer: bool = False) -> bytes:
+        """Every index's state, and the optimizer if asked, as bytes for :meth:`set_states`.
+
+        The bytes are an ``.npz`` archive with a JSON manifest (no pickle:
+        loading them runs no code), holding each state exactly. States set
+        from an MXNet file and not used since are kept as MXNet saved them.
+
+        Raises:
+          ValueError: ``dump_optimizer`` with an optimizer that cannot be saved
+            as data (see :meth:`Optimizer.get_config`).
+        """
+        entries, arrays = [], []
+        for index, state in self.states.items():
+            leaves = jax.tree_util.tree_leaves(state)
+            weight = self._weights[index]
+            entries.append({"index": index, "shape": list(weight.shape),
+                            "dtype": jnp.dtype(weight.dtype).name,
+                            "leaves": [len(arrays), len(arrays) + len(leaves)]})
+            arrays.extend(leaves)
+        for index, state in self._mxnet_states.items():
+            entries.append({"index": index, "mxnet": _nesting(state, arrays)})
+        optimizer = self.optimizer.get_config() if dump_optimizer else None
+        return npz.dumps({"format": "mxopt.Updater", "version": 1, "states": entries,
+                          "optimizer": optimizer}, arrays)
+
+    def set_states(self, states: bytes) -> None:
+        """Restores :meth:`get_states`'s bytes, or those of an MXNet ``.states`` file.
+
+        MXNet's files (``Updater.get_states``, ``Trainer.save_states``,
+        ``Module.save_optimizer_states``) are read by
+        :func:`mxopt.mxnet_files.load_states`, which unpickles only the
+        classes they hold. As in MXNet, every state is replaced, and an
+        optimizer in the bytes replaces this updater's (keeping its
+        ``param_dict``, which neither format saves).
+
+        Raises:
+          ValueError: the bytes are neither format, or are damaged
+            (:class:`mxopt.mxnet_files.MXNetFileError` for MXNet's).
+        """
+        if states[:2] != b"PK":  # an npz is a zip archive; MXNet's files are pickles
+            from mxopt import mxnet_files, mxnet_import  # they build on this module
+            saved = mxnet_files.load_states(states)
+            if saved.optimizer is not None:
+                self._replace_optimizer(mxnet_import.import_optimizer(saved.optimizer))
+            self.states, self._weights, self._mxnet_states = {}, {}, dict(saved.states)
+            return
+        manifest, arrays = npz.loads(states, "the states")
+        if manifest.get("format") != "mxopt.Updater":
+            raise ValueError("the states are an npz archive, but not one of Updater.get_states")
+        if manifest["optimizer"] is not None:
+            self._replace_optimizer(Optimizer.from_config(manifest["optimizer"]))
+        self.states, self._weights, self._mxnet_states = {}, {}, {}
+        for entry in manifest["states"]:
+            index = entry["index"]
+            if "mxnet" in entry:
+                self._mxnet_states[index] = _unnest(entry["mxnet"], arrays)
+                continue
+            weight = jax.ShapeDtypeStruct(tuple(entry["shape"]), jnp.dtype(entry["dtype"]))
+            template = self.optimizer.create_state_multi_precision(
+                index, jnp.zeros(weight.shape, weight.dtype))
+            self.states[index] = _refill(template, arrays[slice(*entry["leaves"])], index)
+            self._weights[index] = weight
+
+    def _replace_optimizer(self, optimizer: Optimizer) -> None:
+        optimizer.param_dict = self.optimizer.param_dict
+        self.optimizer = optimizer
+
+
+def _nesting(state: Any, arrays: list) -> Any:
+    """MXNet's nested state as JSON, its arrays appended to ``arrays``."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return {type(state).__name__: [_nesting(s, arrays) for s in state]}
+    arrays.append(state)
+    return {"array": len(arrays) - 1}
+
+
+def _unnest(nesting: Any, arrays: list) -> Any:
+    if nesting is None:
+        return None
+    if "array" in nesting:
+        return np.asarray(arrays[nesting["array"]])
+    (kind, parts), = nesting.items()
+    return {"tuple": tuple, "list": list}[kind](_unnest(p, arrays) for p in parts)
+
+
+def _refill(template: optax.OptState, leaves: list, index: Index) -> optax.OptState:
+    """``template`` with its leaves replaced by saved ones, which must match them."""
+    expected = jax.tree_util.tree_leaves(template)
+    if len(leaves) != len(expected):
+        raise ValueError(f"the saved state of index {index!r} has {len(leaves)} arrays, this "
+                         f"optimizer's has {len(expected)}: was it saved with other settings?")
+    for i, (saved, mine) in enumerate(zip(leaves, expected)):
+        if jnp.shape(saved) != jnp.shape(mine) or jnp.result_type(saved) != mine.dtype:
+            raise ValueError(f"array {i} of the saved state of index {index!r} is "
+                             f"{jnp.result_type(saved)}{list(jnp.shape(saved))}, this "
+                             f"optimizer's is {mine.dtype}{list(mine.shape)}")
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template),
+                                        [jnp.asarray(a) for a in leaves])
+
+
+def get_updater(optimizer: Optimizer) -> Updater:
+    """MXNet's ``get_updater``: an :class:`Updater` for ``optimizer``."""
+    return Updater(optimizer)
