@@ -61,15 +61,19 @@ class _Negated(str):
     """An mxopt state field that MXNet keeps with the opposite sign."""
 
 
+def _momentum(optimizer: Optimizer) -> str | None:
+    return "trace" if optimizer.momentum else None
+
+
 # Each optimizer's state of one parameter, as MXNet's create_state makes it,
 # with the name of the mxopt state field each array goes to.
 _LAYOUTS: dict[str, Callable[[Optimizer], Any]] = {
-    "sgd": lambda o: "trace" if o.momentum else None,
-    "ccsgd": lambda o: "trace" if o.momentum else None,
-    "nag": lambda o: "trace" if o.momentum else None,
+    "sgd": _momentum,
+    "ccsgd": _momentum,
+    "nag": _momentum,
     # MXNet's signum_update keeps mom = momentum * mom - (1 - momentum) * g.
     "signum": lambda o: _Negated("mom") if o.momentum else None,
-    "dcasgd": lambda o: ("trace" if o.momentum else None, "previous_weight"),
+    "dcasgd": lambda o: (_momentum(o), "previous_weight"),
     "adam": lambda o: ("mean", "var"),
     "lamb": lambda o: ("mean", "var"),
     "adamax": lambda o: ("mean", "norm"),
