@@ -249,6 +249,14 @@ def test_pytree_transformation_matches_per_index_updates():
     assert mxopt.get_hyperparams(state)["wd"] == pytest.approx(0.01)
 
 
+def test_optimizer_composes_with_optax():
+    """An Optimizer goes where an optax transformation goes: here after a global-norm clip."""
+    params = {"w": jnp.ones(4)}
+    tx = optax.chain(optax.clip_by_global_norm(1.0), mo.create("sgd", learning_rate=0.1))
+    updates, _ = jax.jit(tx.update)({"w": jnp.full(4, 3.0)}, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], -0.1 * 0.5, rtol=1e-6)  # |g| = 6, clipped to 1
+
+
 def test_pytree_init_needs_indices_for_index_multipliers():
     opt = mo.SGD(param_dict={0: types.SimpleNamespace(lr_mult=2.0, wd_mult=1.0)})
     params = {"b": jnp.ones(2), "a": jnp.ones(3)}
