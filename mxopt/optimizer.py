@@ -439,11 +439,8 @@ class Optimizer:
         """
         key = name.lower() if isinstance(name, str) else name
         if key not in Optimizer.opt_registry:
-            if key not in registry.registered_names():
-                raise ValueError(f"unknown optimizer {name!r}; registered: "
-                                 f"{', '.join(sorted(Optimizer.opt_registry))}")
-            Optimizer.opt_registry[key] = type(key, (Optimizer,),
-                                               {"transform": registry.lookup(key)})
+            transform = registry.lookup(name)  # ValueError for an unknown name, listing all
+            Optimizer.opt_registry[key] = type(key, (Optimizer,), {"transform": transform})
         return Optimizer.opt_registry[key](**kwargs)
 
 

@@ -46,6 +46,26 @@ def make_scheduler(spec: dict) -> mxopt.LRScheduler:
     return getattr(mxopt.schedules, spec["type"])(**spec["kwargs"])
 
 
+def mxnet_optimizer(case: dict) -> mxopt.Optimizer:
+    """A recorded case's optimizer object, built as the recorder built MXNet's.
+
+    That is ``create(name, param_idx2name=..., **kwargs)`` over the case's
+    parameter names, then ``set_lr_mult`` and ``set_wd_mult``. SGLD's noise is
+    left out, as the recorders replaced MXNet's with zeros.
+    """
+    kwargs = dict(case["kwargs"])
+    if "lr_scheduler" in kwargs:
+        kwargs["lr_scheduler"] = make_scheduler(kwargs["lr_scheduler"])
+    if case["optimizer"] == "sgld":
+        kwargs["noise"] = False
+    names = case.get("names") or sorted(case["initial"])
+    optimizer = mxopt.optimizer.create(case["optimizer"],
+                                       param_idx2name=dict(enumerate(names)), **kwargs)
+    optimizer.set_lr_mult(case["set_lr_mult"])
+    optimizer.set_wd_mult(case["set_wd_mult"])
+    return optimizer
+
+
 def optimizer_kwargs(case: dict) -> dict:
     """mxopt keyword arguments for a recorded case: MXNet's, plus its effective multipliers."""
     kwargs = dict(case["kwargs"])

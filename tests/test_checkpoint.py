@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from trajectory import bits
 
 import mxopt
 from mxopt import checkpoint
@@ -33,16 +34,11 @@ def _params():
             "c": jnp.arange(6.0).reshape(2, 3)}
 
 
-def _bits(x):
-    x = np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-    return x.view(f"u{x.dtype.itemsize}")
-
-
 def _assert_identical(a, b):
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         assert x.dtype == y.dtype
-        np.testing.assert_array_equal(_bits(x), _bits(y))
+        np.testing.assert_array_equal(bits(x), bits(y))
 
 
 @pytest.mark.parametrize("name", mxopt.registered_names())

@@ -9,7 +9,7 @@ import json
 
 import jax.numpy as jnp
 import pytest
-from mxnet_fixtures import FIXTURES, make_scheduler
+from mxnet_fixtures import FIXTURES, mxnet_optimizer
 
 import mxopt
 from mxopt import mxnet_files, mxnet_import
@@ -38,13 +38,8 @@ def _params(case: dict) -> dict:
 def test_imported_optimizer_is_the_one_mxnet_pickled(case):
     """Class, arguments, scheduler (MXNet's has mutated itself) and counts."""
     imported = mxnet_import.import_optimizer(_file(case))
-    kwargs = dict(case["kwargs"])
-    if "lr_scheduler" in kwargs:
-        kwargs["lr_scheduler"] = make_scheduler(kwargs["lr_scheduler"])
-    names = case["names"]
-    built = mo.create(case["optimizer"], param_idx2name=dict(enumerate(names)), **kwargs)
-    built.set_lr_mult(case["set_lr_mult"])
-    built.set_wd_mult(case["set_wd_mult"])
+    built = mxnet_optimizer(case)
+    kwargs, names = case["kwargs"], case["names"]
     assert type(imported) is type(built)
     got, want = imported.get_config(), built.get_config()
     for key in ("index_update_count", "num_update"):

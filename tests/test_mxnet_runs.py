@@ -24,7 +24,7 @@ import numpy as np
 import optax
 import pytest
 from mxnet_divergences import known_mxnet_divergence
-from mxnet_fixtures import FIXTURES, assert_matches_mxnet, make_scheduler
+from mxnet_fixtures import FIXTURES, assert_matches_mxnet, mxnet_optimizer
 
 import mxopt
 from mxopt import mxnet_files, mxnet_import
@@ -45,18 +45,6 @@ def _resume_cases() -> list:
             continue
         cases.append(pytest.param(case, id=case["id"]))
     return cases
-
-
-def _optimizer(case: dict) -> mxopt_optimizer.Optimizer:
-    """The case's optimizer as the recorder built it in MXNet."""
-    kwargs = dict(case["kwargs"])
-    if "lr_scheduler" in kwargs:
-        kwargs["lr_scheduler"] = make_scheduler(kwargs["lr_scheduler"])
-    optimizer = mxopt_optimizer.create(case["optimizer"],
-                                       param_idx2name=dict(enumerate(case["names"])), **kwargs)
-    optimizer.set_lr_mult(case["set_lr_mult"])
-    optimizer.set_wd_mult(case["set_wd_mult"])
-    return optimizer
 
 
 def _check_resumed(case: dict, kind: str, trajectory) -> None:
@@ -87,7 +75,7 @@ def _saved_weights(case: dict) -> dict[str, np.ndarray]:
 @jax.disable_jit()
 def test_updater_resumes_mxnet_run(case, kind):
     """``updater.set_states(open(file).read())`` continues as MXNet's restarted Updater."""
-    updater = mxopt_optimizer.get_updater(_optimizer(case))
+    updater = mxopt_optimizer.get_updater(mxnet_optimizer(case))
     updater.set_states((ROOT / "resume" / case["files"][kind]).read_bytes())
     saved = _saved_weights(case)
     weights = [jnp.asarray(saved[n]) for n in case["names"]]
@@ -106,7 +94,7 @@ def test_pytree_state_resumes_mxnet_run(case, kind):
     """``import_state`` gives a pytree state that continues as MXNet's restarted Updater."""
     file = ROOT / "resume" / case["files"][kind]
     optimizer = (mxnet_import.import_optimizer(file) if kind == "states_with_optimizer"
-                 else _optimizer(case))
+                 else mxnet_optimizer(case))
     params = {n: jnp.asarray(w) for n, w in _saved_weights(case).items()}
     state = mxnet_import.import_state(file, params, optimizer, indices=case["names"])
     trajectory = []

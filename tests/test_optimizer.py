@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from mxnet_fixtures import (
     assert_matches_mxnet,
     load,
-    make_scheduler,
+    mxnet_optimizer,
     pure_float16,
     trajectories,
     trajectories_of,
 )
+from trajectory import bits
 
 import mxopt
 from mxopt import optimizer as mo
@@ -29,20 +30,6 @@ from mxopt.mxnet_files import UnsafePickleError
 
 REGISTRY = load("registry")
 OBJECT_ONLY = {"param_idx2name", "sym", "param_dict"}
-
-
-def _build(case: dict, **extra) -> mo.Optimizer:
-    """The case's optimizer as tools/record_mxnet.py built it in MXNet."""
-    kwargs = dict(case["kwargs"], **extra)
-    if "lr_scheduler" in kwargs:
-        kwargs["lr_scheduler"] = make_scheduler(kwargs["lr_scheduler"])
-    if case["optimizer"] == "sgld":
-        kwargs["noise"] = False  # recorded with MXNet's noise replaced by zeros
-    names = sorted(case["initial"])
-    opt = mo.create(case["optimizer"], param_idx2name=dict(enumerate(names)), **kwargs)
-    opt.set_lr_mult(case["set_lr_mult"])
-    opt.set_wd_mult(case["set_wd_mult"])
-    return opt
 
 
 # -- construction, attributes, multipliers ---------------------------------
@@ -67,7 +54,7 @@ def test_multipliers_are_mxnets(case):
     """Effective lr_mult/wd_mult per name, with MXNet's names rule and set_*_mult calls."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        opt = _build(case)
+        opt = mxnet_optimizer(case)
     for i, name in enumerate(sorted(case["initial"])):
         assert opt._multiplier("lr", i) == pytest.approx(case["lr_mult"][name], rel=1e-12)
         assert opt._multiplier("wd", i) == pytest.approx(case["wd_mult"][name], rel=1e-12)
@@ -198,7 +185,7 @@ def test_per_index_updates_follow_mxnet(case):
     names = sorted(case["initial"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        opt = _build(case)
+        opt = mxnet_optimizer(case)
     weights = [jnp.asarray(case["initial"][n], case["dtype"]) for n in names]
     states = [opt.create_state_multi_precision(i, w) for i, w in enumerate(weights)]
     for step, (grads, expected) in enumerate(zip(case["grads"], case["weights"])):
@@ -281,11 +268,6 @@ def _run(updater, weights, steps, start=0):
     return weights
 
 
-def _bits(x):
-    x = np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-    return x.view(f"u{x.dtype.itemsize}")
-
-
 UPDATER_CASES = {
     "sgd": {"learning_rate": 0.1, "momentum": 0.9, "wd": 1e-3, "multi_precision": True},
     "adam": {"lr_scheduler": mxopt.CosineScheduler(max_update=20, base_lr=0.1, warmup_steps=2),
@@ -320,12 +302,12 @@ def test_updater_states_round_trip_exactly(name, dump_optimizer):
     for index, state in saved.states.items():
         for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored.states[index])):
             assert a.dtype == b.dtype
-            np.testing.assert_array_equal(_bits(a), _bits(b))
+            np.testing.assert_array_equal(bits(a), bits(b))
     if not dump_optimizer:  # the counts live in the optimizer, as in MXNet
         restored.optimizer._index_update_count.update(saved.optimizer._index_update_count)
         restored.optimizer.num_update = saved.optimizer.num_update
     for a, b in zip(_run(saved, weights, 4, start=3), _run(restored, weights, 4, start=3)):
-        np.testing.assert_array_equal(_bits(a), _bits(b))
+        np.testing.assert_array_equal(bits(a), bits(b))
 
 
 def test_updater_keeps_unused_mxnet_states_through_get_states(tmp_path):

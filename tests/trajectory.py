@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import mxopt
@@ -35,3 +36,9 @@ def train_on_large_float16_gradients(tx: optax.GradientTransformation, params, s
         updates, state = step(params, state, grads)
         params = optax.apply_updates(params, updates)
     return params
+
+
+def bits(x) -> np.ndarray:
+    """The raw bits of an array (a typed PRNG key's data), for bit-for-bit comparisons."""
+    x = np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+    return x.view(f"u{x.dtype.itemsize}")
