@@ -125,17 +125,25 @@ def encode(**values: float | jax.Array) -> dict[str, jax.Array]:
     return arrays
 
 
+def _placed_like(value: jax.Array, old: jax.Array) -> jax.Array:
+    if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer) and old.committed:
+        return jax.device_put(value, old.sharding)
+    return value
+
+
 def assign(state: chex.ArrayTree, encoded: dict[str, jax.Array]) -> chex.ArrayTree:
     """Returns ``state`` with the fields named in ``encoded`` (from :func:`encode`) replaced.
 
     No checks: it runs inside ``jit`` too, with ``encoded`` traced, which is
     how a compiled step takes new values without a recompile. Names the
-    state does not have are ignored.
+    state does not have are ignored. Outside ``jit`` each new value is put
+    on the devices of the old, with its sharding, so a jitted step that
+    takes a state placed on a mesh is not compiled again for it.
     """
 
     def visit(node):
-        changes = {f: encoded[f] for f, v in zip(node._fields, node) if f in encoded and (
-            f.endswith(_RESIDUAL) or _is_hyperparameter(node, f, v))}
+        changes = {f: _placed_like(encoded[f], v) for f, v in zip(node._fields, node)
+                   if f in encoded and (f.endswith(_RESIDUAL) or _is_hyperparameter(node, f, v))}
         return node._replace(**changes) if changes else node
 
     return walk(state, visit)
@@ -164,6 +172,6 @@ def set_count(state: chex.ArrayTree, count: int) -> chex.ArrayTree:
     def visit(node):
         if "count" not in node._fields:
             return node
-        return node._replace(count=jnp.asarray(count, jnp.int32))
+        return node._replace(count=_placed_like(jnp.asarray(count, jnp.int32), node.count))
 
     return walk(state, visit)

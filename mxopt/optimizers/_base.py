@@ -18,6 +18,7 @@ from mxopt import transforms, validation
 from mxopt.multipliers import MultiplierSpec
 from mxopt.precision import multi_precision
 from mxopt.schedules import Schedule
+from mxopt.sharding import place_state
 from mxopt.structure import check_trees
 
 BASE_ARGS_DOC = """
@@ -135,8 +136,8 @@ class Base:
         return self.finish(multi_precision(tx) if self.multi_precision else tx)
 
     def finish(self, tx: optax.GradientTransformation) -> Optimization:
-        """Adds the tree checks, and tells the rate the optimizer steps with."""
-        built = Optimization(*check_trees(tx))
+        """Adds the tree checks and state placement, and tells the rate it steps with."""
+        built = Optimization(*place_state(check_trees(tx)))
         built.learning_rate = self.schedule()
         return built
 

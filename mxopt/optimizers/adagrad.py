@@ -60,7 +60,8 @@ def scale_by_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
 
 
 def _row_history(param: jax.Array) -> jax.Array:
-    return jnp.zeros((param.shape[0], 1), param.dtype)
+    # zeros shaped (rows, 1), sharded as the param's rows are
+    return jnp.zeros_like(param.sum(axis=1, keepdims=True))
 
 
 def scale_by_group_adagrad(eps: float = 1e-5) -> optax.GradientTransformation:
