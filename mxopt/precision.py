@@ -1,9 +1,13 @@
-"""Multi-precision training: float32 master copies of low-precision weights.
+"""Mixed-precision training: float32 master weights, loss scaling, skipped steps.
 
 MXNet's ``multi_precision=True`` keeps a float32 copy of each float16 weight,
 runs the whole update on it in float32 (the gradient cast up first), and
 writes the copy back rounded to float16. :func:`multi_precision` does the
 same for float16 and bfloat16 leaves of any mxopt or optax transformation.
+
+:func:`dynamic_loss_scale` is the dynamic loss scaling of MXNet's AMP
+(``mxnet.contrib.amp``), and :func:`apply_if_finite` the guard it skips
+overflowed steps with, usable around any optimizer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+
+from mxopt import hyperparams, validation
 
 LOW_PRECISION = (jnp.float16, jnp.bfloat16)
 
@@ -70,3 +76,140 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
         return updates, MultiPrecisionState(master, inner_state)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def all_finite(tree: chex.ArrayTree) -> jax.Array:
+    """Whether every element of every leaf is finite (no inf, no NaN): a bool scalar."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves \
+        else jnp.asarray(True)
+
+
+class ApplyIfFiniteState(NamedTuple):
+    notfinite_count: jax.Array  # int32: non-finite steps in a row, up to the last
+    total_notfinite: jax.Array  # int32: non-finite (skipped) steps in all
+    last_finite: jax.Array  # bool: whether the last step's gradients were finite
+    inner: optax.OptState
+
+
+def apply_if_finite(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Skips the step of ``inner`` whose gradients hold an inf or NaN.
+
+    On such a step the updates are ``-0.0`` (``w + -0.0`` is ``w`` bit for
+    bit, ``-0.0`` included), ``inner``'s state (moments, master copies,
+    update count, PRNG key) is left as it was, and the counters record the
+    skip. Unlike ``optax.apply_if_finite``, it never gives up and applies a
+    non-finite step, as MXNet's AMP never does.
+    """
+
+    def init_fn(params):
+        zero = jnp.zeros((), jnp.int32)
+        return ApplyIfFiniteState(zero, zero, jnp.asarray(True), inner.init(params))
+
+    def update_fn(updates, state, params=None):
+        finite = all_finite(updates)
+        steps, inner_state = inner.update(updates, state.inner, params)
+        steps = jax.tree.map(lambda s: jnp.where(finite, s, jnp.asarray(-0.0, s.dtype)), steps)
+        inner_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                   inner_state, state.inner)
+        skipped = (~finite).astype(jnp.int32)
+        return steps, ApplyIfFiniteState(
+            jnp.where(finite, 0, state.notfinite_count + 1), state.total_notfinite + skipped,
+            finite, inner_state)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class DynamicLossScaleState(NamedTuple):
+    loss_scale: jax.Array  # float32: multiply this step's loss by it
+    next_loss_scale: jax.Array  # float32: the scale after this step's check (MXNet's lag)
+    unskipped: jax.Array  # int32: finite steps since the scale last changed
+    guarded: ApplyIfFiniteState  # the skip counters and the inner state
+
+    RUNNING = ("loss_scale", "next_loss_scale")
+
+
+def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float = 2.0**16,
+                       scale_seq_len: int = 2000,
+                       max_loss_scale: float = 2.0**24) -> optax.GradientTransformation:
+    """MXNet AMP's dynamic loss scaling around ``inner``, with its defaults.
+
+    The loss of each step is multiplied by ``loss_scale(state)`` before
+    differentiating; ``update`` takes those scaled gradients. A step whose
+    gradients are all finite runs ``inner`` on ``g / loss_scale``, one with
+    an inf or NaN is skipped (:func:`apply_if_finite`). Then, as MXNet's
+    ``LossScaler.has_overflow`` does::
+
+        loss_scale <- next_loss_scale
+        overflow:  next_loss_scale <- loss_scale / 2;  unskipped <- 0
+        else:      unskipped <- unskipped + 1
+        if unskipped == scale_seq_len:
+            next_loss_scale <- min(max_loss_scale, 2 * loss_scale);  unskipped <- 0
+
+    so a change takes effect one step late, as in MXNet. Where ``inner`` has
+    a ``rescale_grad`` hyperparameter (every mxopt optimizer), the step runs
+    with ``rescale_grad / loss_scale`` in its place, as MXNet's Trainer folds
+    the scale into ``rescale_grad``; other transforms get the gradients
+    divided by the scale in float32 and cast back to their dtype.
+
+    Args:
+      inner: the optimizer.
+      init_scale: the first loss scale, > 0 (MXNet: 2**16).
+      scale_seq_len: finite steps in a row before the scale doubles, >= 1
+        (MXNet: 2000).
+      max_loss_scale: the most the scale grows to, >= ``init_scale`` (MXNet: 2**24).
+    """
+    init_scale = validation.positive("init_scale", init_scale)
+    max_loss_scale = validation.positive("max_loss_scale", max_loss_scale)
+    if max_loss_scale < init_scale:
+        raise ValueError(f"max_loss_scale ({max_loss_scale}) must be >= init_scale "
+                         f"({init_scale})")
+    scale_seq_len = validation.count("scale_seq_len", scale_seq_len, minimum=1)
+    guarded = apply_if_finite(inner)
+
+    def init_fn(params):
+        scale = jnp.asarray(init_scale, jnp.float32)
+        return DynamicLossScaleState(scale, scale, jnp.zeros((), jnp.int32),
+                                     guarded.init(params))
+
+    def update_fn(updates, state, params=None):
+        rescale = hyperparams.get_hyperparams(state.guarded.inner).get("rescale_grad")
+        if rescale is None:
+            updates = jax.tree.map(
+                lambda g: (g.astype(jnp.float32) / state.loss_scale).astype(g.dtype), updates)
+            steps, guarded_state = guarded.update(updates, state.guarded, params)
+        else:
+            unscaling = hyperparams.assign(state.guarded,
+                                           {"rescale_grad": rescale / state.loss_scale})
+            steps, guarded_state = guarded.update(updates, unscaling, params)
+            guarded_state = hyperparams.assign(guarded_state, {"rescale_grad": rescale})
+        finite = guarded_state.last_finite
+        scale = state.next_loss_scale
+        unskipped = jnp.where(finite, state.unskipped + 1, 0)
+        grow = unskipped == scale_seq_len
+        next_scale = jnp.where(finite, scale, scale / 2)
+        next_scale = jnp.where(grow, jnp.minimum(max_loss_scale, scale * 2), next_scale)
+        return steps, DynamicLossScaleState(scale, next_scale, jnp.where(grow, 0, unskipped),
+                                            guarded_state)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def loss_scale(state: optax.OptState) -> jax.Array:
+    """The loss scale of the next step: the ``loss_scale`` of the
+    :func:`dynamic_loss_scale` state found in ``state``.
+
+    Raises:
+      ValueError: ``state`` holds no :func:`dynamic_loss_scale` state.
+    """
+    found = []
+
+    def visit(node):
+        if isinstance(node, DynamicLossScaleState):
+            found.append(node)
+        return node
+
+    hyperparams.walk(state, visit)
+    if not found:
+        raise ValueError("this optimizer state has no dynamic_loss_scale state")
+    return found[0].loss_scale
