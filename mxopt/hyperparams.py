@@ -94,6 +94,19 @@ def walk(node: Any, visit: Callable[[Any], Any]) -> Any:
     return node
 
 
+def nodes_of(state: chex.ArrayTree, kind: type) -> list:
+    """Every NamedTuple state of type ``kind`` found in ``state``, inner ones first."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, kind):
+            found.append(node)
+        return node
+
+    walk(state, visit)
+    return found
+
+
 def get_hyperparams(state: chex.ArrayTree) -> dict[str, jax.Array]:
     """The scalar hyperparameters found anywhere in an optimizer state.
 

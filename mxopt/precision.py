@@ -80,9 +80,8 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
 
 def all_finite(tree: chex.ArrayTree) -> jax.Array:
     """Whether every element of every leaf is finite (no inf, no NaN): a bool scalar."""
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])) if leaves \
-        else jnp.asarray(True)
+    return jnp.all(jnp.asarray([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)],
+                               bool))
 
 
 class ApplyIfFiniteState(NamedTuple):
@@ -202,14 +201,7 @@ def loss_scale(state: optax.OptState) -> jax.Array:
     Raises:
       ValueError: ``state`` holds no :func:`dynamic_loss_scale` state.
     """
-    found = []
-
-    def visit(node):
-        if isinstance(node, DynamicLossScaleState):
-            found.append(node)
-        return node
-
-    hyperparams.walk(state, visit)
+    found = hyperparams.nodes_of(state, DynamicLossScaleState)
     if not found:
         raise ValueError("this optimizer state has no dynamic_loss_scale state")
-    return found[0].loss_scale
+    return found[-1].loss_scale

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from full_state import accepted, build, draw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mxnet_fixtures import FIXTURES, assert_matches_mxnet, make_scheduler
@@ -17,42 +18,16 @@ import mxopt
 from mxopt import hyperparams, precision
 
 AMP = json.loads((FIXTURES / "mxnet_amp.json").read_text())["cases"]
-# Arguments that give each optimizer its full state.
-KWARGS = {name: {"momentum": 0.9} for name in ("sgd", "ccsgd", "nag", "signum", "dcasgd",
-                                               "lars", "lbsgd")}
-KWARGS["rmsprop"] = {"centered": True}
 SHAPES = {"dense0_weight": (4, 3), "dense0_bias": (3,), "bn0_gamma": (2, 5)}
 
 
-def build(name, **kwargs):
-    wd = 0.0 if name in ("groupadagrad", "test") else 1e-3
-    return mxopt.create(name, wd=wd, **KWARGS.get(name, {}), **kwargs)
-
-
 def layout(name):
-    # GroupAdaGrad takes 2-D weights only.
-    return {k: s for k, s in SHAPES.items() if name != "groupadagrad" or len(s) == 2}
-
-
-def draw(shapes, seed, dtype, scale=1.0):
-    rng = np.random.default_rng(seed)
-    return {k: jnp.asarray(scale * rng.normal(size=s), dtype) for k, s in shapes.items()}
-
-
-def nodes(state, kind):
-    found = []
-
-    def visit(node):
-        if isinstance(node, kind):
-            found.append(node)
-        return node
-
-    hyperparams.walk(state, visit)
-    return found
+    return accepted(name, SHAPES)
 
 
 def update_count(state):
-    return int(next(node.count for node in nodes(state, tuple) if "count" in node._fields))
+    counted = [node for node in hyperparams.nodes_of(state, tuple) if "count" in node._fields]
+    return int(counted[0].count)
 
 
 def same_bits(a, b):
@@ -71,7 +46,7 @@ def test_each_weight_is_its_master_rounded_down_bit_for_bit(name, dtype):
         updates, state = step({**draw(layout(name), i + 1, dtype),
                                "scale": jnp.ones((2, 2), jnp.float32)}, state, params)
         params = optax.apply_updates(params, updates)
-        (mp,) = nodes(state, precision.MultiPrecisionState)
+        (mp,) = hyperparams.nodes_of(state, precision.MultiPrecisionState)
         for k, weight in params.items():
             if k == "scale":  # float32 leaves keep no master
                 assert mp.master[k] is None and weight.dtype == jnp.float32

@@ -12,18 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from full_state import accepted, build, draw
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import mxopt
 from mxopt import sharding
 
-# Arguments that turn on each optimizer's state (momentum) and weight decay.
-KWARGS = {name: {"momentum": 0.9} for name in ("sgd", "ccsgd", "nag", "signum", "dcasgd",
-                                               "lars", "lbsgd")}
-KWARGS["rmsprop"] = {"centered": True}
-KWARGS["lamb"] = {"lower_bound": 1e-3, "upper_bound": 10.0}
-NO_WEIGHT_DECAY = {"groupadagrad", "test"}
 # A leaf of each kind of placement: split by columns, by rows, by both axes, replicated.
 LAYOUT = {
     "dense0_weight": ((8, 16), P(None, "model")),
@@ -35,19 +30,8 @@ LAYOUT = {
 MOVES = ("all-gather", "all-to-all", "collective-permute")
 
 
-def build(name, multi_precision=False):
-    wd = 0.0 if name in NO_WEIGHT_DECAY else 1e-3
-    return mxopt.create(name, wd=wd, multi_precision=multi_precision, **KWARGS.get(name, {}))
-
-
 def layout(name):
-    # GroupAdaGrad takes 2-D weights only.
-    return {k: v for k, v in LAYOUT.items() if name != "groupadagrad" or len(v[0]) == 2}
-
-
-def draw(shapes, seed, dtype=jnp.float32):
-    rng = np.random.default_rng(seed)
-    return {k: jnp.asarray(rng.normal(size=s), dtype) for k, s in shapes.items()}
+    return accepted(name, LAYOUT)
 
 
 def canonical(spec, axis_type):
