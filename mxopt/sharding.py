@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["place_state", "partition_states", "state_bytes_per_device"]
+__all__ = ["constrain", "params_mesh", "partition_states", "place_state", "spec_sharding",
+           "state_bytes_per_device"]
 
 
 def _is_concrete(leaf) -> bool:
