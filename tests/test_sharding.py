@@ -34,15 +34,6 @@ def layout(name):
     return accepted(name, LAYOUT)
 
 
-def canonical(spec, axis_type):
-    r"""``spec`` as jit writes its outputs' specs, so that the inputs' match them: explicit
-    axes name every dimension, automatic axes drop trailing ``None``\ s."""
-    parts = list(spec)
-    while axis_type == AxisType.Auto and parts and parts[-1] is None:
-        parts.pop()
-    return P(*parts)
-
-
 def mesh_2d(axis_type):
     return jax.make_mesh((2, 4), ("data", "model"), axis_types=(axis_type,) * 2)
 
@@ -79,8 +70,10 @@ def test_devices_are_simulated():
 def test_jit_over_a_2d_mesh_keeps_every_leaf_where_it_is(name, axis_type, dtype):
     mesh = mesh_2d(axis_type)
     specs = layout(name)
-    placement = {k: NamedSharding(mesh, canonical(spec, axis_type))
-                 for k, (_, spec) in specs.items()}
+    # Written as jit writes its outputs' specs, so that the inputs' match them.
+    placement = {k: sharding.spec_sharding(mesh, len(shape), {d: a for d, a in enumerate(spec)
+                                                              if a})
+                 for k, (shape, spec) in specs.items()}
     shapes = {k: shape for k, (shape, _) in specs.items()}
     tx = build(name, multi_precision=dtype != jnp.float32)
     params, grads = draw(shapes, 0, dtype), draw(shapes, 1, dtype)

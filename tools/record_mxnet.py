@@ -27,16 +27,13 @@ SGLD's Langevin noise is replaced by zeros while recording, so its file holds
 MXNet's deterministic part of the update.
 """
 
-import argparse
 import inspect
 import json
-import logging
-import pathlib
 import random
-import warnings
 
 import mxnet as mx
 import numpy as np
+import recording
 
 STEPS = 12
 SCHEDULERS = {
@@ -311,18 +308,13 @@ def schedule_cases(rng, count):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    root = pathlib.Path(__file__).resolve().parent.parent
-    parser.add_argument("--out", type=pathlib.Path, default=root / "tests" / "fixtures")
-    parser.add_argument("--optimizers", nargs="*", default=sorted(SPACES), choices=sorted(SPACES))
-    parser.add_argument("--per-optimizer", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=20261122)
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
+    args = recording.arguments(
+        __doc__, recording.FIXTURES,
+        ("--optimizers", {"nargs": "*", "default": sorted(SPACES), "choices": sorted(SPACES)}),
+        ("--per-optimizer", {"type": int, "default": 10}),
+        ("--seed", {"type": int, "default": 20261122}))
     mx.optimizer.optimizer.normal = _ZeroNoise()
-    meta = {"mxnet_version": mx.__version__, "numpy_version": np.__version__,
-            "recorded_by": "tools/record_mxnet.py", "seed": args.seed}
+    meta = recording.meta(__file__, args.seed)
     (args.out / "trajectories").mkdir(parents=True, exist_ok=True)
     for name in args.optimizers:
         rng = random.Random(f"{args.seed}-{name}")

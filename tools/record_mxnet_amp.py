@@ -32,15 +32,12 @@ passes them on CPU, so the fixture is bit-identical to one recorded with
 ``amp.init`` reduced to setting its flags.
 """
 
-import argparse
 import json
-import logging
-import pathlib
 import random
-import warnings
 
 import mxnet as mx
 import numpy as np
+import recording
 from mxnet import gluon, nd
 from mxnet.contrib import amp
 
@@ -143,14 +140,8 @@ def run_case(seed, case_id, optimizer, kwargs, dtype, scaler_spec, std, events):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    root = pathlib.Path(__file__).resolve().parent.parent
-    parser.add_argument("--out", type=pathlib.Path,
-                        default=root / "tests" / "fixtures" / "mxnet_amp.json")
-    parser.add_argument("--seed", type=int, default=SEED)
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
+    args = recording.arguments(__doc__, recording.FIXTURES / "mxnet_amp.json",
+                               ("--seed", {"type": int, "default": SEED}))
     amp.init()
     rng = random.Random(args.seed)
     cases = [run_case(rng.randrange(2**31), *case) for case in CASES]

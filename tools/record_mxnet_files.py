@@ -23,18 +23,15 @@ here. The two ``*_protocol*.states`` files re-pickle an updater's states with
 pickle protocols 0 and 2, the protocols Python 2 MXNet used.
 """
 
-import argparse
 import ctypes
 import json
-import logging
-import pathlib
 import pickle
 import shutil
 import tempfile
-import warnings
 
 import mxnet as mx
 import numpy as np
+import recording
 from mxnet import gluon, npx
 from mxnet._ctypes.ndarray import _imperative_invoke
 from mxnet.base import _LIB, OpHandle, c_str, check_call
@@ -288,13 +285,7 @@ def record_states(rng, out):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    root = pathlib.Path(__file__).resolve().parent.parent
-    parser.add_argument("--out", type=pathlib.Path,
-                        default=root / "tests" / "fixtures" / "mxnet_files")
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
+    args = recording.arguments(__doc__, recording.FIXTURES / "mxnet_files")
     mx.random.seed(SEED)
     np.random.seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -304,8 +295,7 @@ def main():
     params = record_params(rng, args.out / "params")
     states = record_states(rng, args.out / "states")
     params["module-0003.params"], states["module-0003.states"] = record_module(rng, args.out)
-    meta = {"mxnet_version": mx.__version__, "numpy_version": np.__version__,
-            "recorded_by": "tools/record_mxnet_files.py", "seed": SEED}
+    meta = recording.meta(__file__, SEED)
     (args.out / "expected.json").write_text(
         json.dumps({"meta": meta, "params": params, "states": states}) + "\n")
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())

@@ -35,17 +35,14 @@ them through mxopt without MXNet.
   is built anew, so its update counts start again).
 """
 
-import argparse
 import json
-import logging
-import pathlib
 import random
 import shutil
 import tempfile
-import warnings
 
 import mxnet as mx
 import numpy as np
+import recording
 from mxnet import autograd, gluon
 from record_mxnet import (
     PARAM_SHAPES,
@@ -291,13 +288,7 @@ def record_module(out, rng):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    root = pathlib.Path(__file__).resolve().parent.parent
-    parser.add_argument("--out", type=pathlib.Path,
-                        default=root / "tests" / "fixtures" / "mxnet_runs")
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    warnings.simplefilter("ignore")
+    args = recording.arguments(__doc__, recording.FIXTURES / "mxnet_runs")
     mx.optimizer.optimizer.normal = _ZeroNoise()
     mx.random.seed(SEED)
     np.random.seed(SEED)
@@ -310,8 +301,7 @@ def main():
         except mx.base.MXNetError as error:
             print(f"{case['id']}: MXNet raises ({str(error).splitlines()[0][:80]}); left out")
     rng = np.random.default_rng(SEED)
-    meta = {"mxnet_version": mx.__version__, "numpy_version": np.__version__,
-            "recorded_by": "tools/record_mxnet_runs.py", "seed": SEED}
+    meta = recording.meta(__file__, SEED)
     runs = {"meta": meta, "resume": resumes, "gluon": record_gluon(args.out, rng),
             "module": record_module(args.out, rng)}
     (args.out / "runs.json").write_text(json.dumps(runs) + "\n")
