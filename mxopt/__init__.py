@@ -6,7 +6,8 @@ MXNet's object surface (``Optimizer``, ``Updater``, ``get_updater``) is
 :mod:`mxopt.optimizer`, MXNet.jl's optimizer module is :mod:`mxopt.julia`;
 :mod:`mxopt.checkpoint` saves and restores states, :mod:`mxopt.precision`
 is mixed precision (master weights, MXNet AMP's loss scaling) and
-:mod:`mxopt.sharding` sharded and ZeRO-1 training, and
+:mod:`mxopt.sharding` sharded and ZeRO-1 training, :mod:`mxopt.packing`
+one buffer per dtype for fast steps and compiles, and
 :mod:`mxopt.mxnet_files` and :mod:`mxopt.mxnet_import` carry MXNet's saved
 parameters and optimizer states over.
 """
@@ -17,6 +18,7 @@ from mxopt import (
     mxnet_files,
     mxnet_import,
     optimizer,
+    packing,
     precision,
     schedules,
     sharding,
@@ -57,6 +59,7 @@ from mxopt.optimizers.nadam import scale_by_nadam
 from mxopt.optimizers.rmsprop import clip_new_weights, graves_momentum, scale_by_rmsprop
 from mxopt.optimizers.sgld import scale_by_langevin
 from mxopt.optimizers.signum import add_decoupled_weight_decay, scale_by_signum
+from mxopt.packing import Packed, pack, unpacking
 from mxopt.precision import apply_if_finite, dynamic_loss_scale, loss_scale, multi_precision
 from mxopt.registry import create, register, registered_names
 from mxopt.schedules import (
@@ -83,16 +86,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate", "MultiFactorScheduler",
-    "Optimizer", "PolyScheduler", "Updater", "adadelta", "adagrad", "adam", "adamax",
+    "Optimizer", "Packed", "PolyScheduler", "Updater", "adadelta", "adagrad", "adam", "adamax",
     "add_decayed_weights", "add_decoupled_weight_decay", "add_delay_compensation",
     "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip", "clip_new_weights", "create",
     "dcasgd", "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater",
     "graves_momentum", "groupadagrad", "julia", "lamb", "lars", "lbsgd", "loss_scale",
     "momentum_buffer", "multi_precision", "mxnet_files", "mxnet_import", "mxnet_test", "nadam",
-    "nag", "optimizer", "partition_states", "place_state", "precision", "register",
-    "registered_names", "rescale", "rmsprop", "scale_by_adadelta", "scale_by_adagrad",
+    "nag", "optimizer", "pack", "packing", "partition_states", "place_state", "precision",
+    "register", "registered_names", "rescale", "rmsprop", "scale_by_adadelta", "scale_by_adagrad",
     "scale_by_adam", "scale_by_adamax", "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb",
     "scale_by_langevin", "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate",
     "scale_by_nadam", "scale_by_rmsprop", "scale_by_signum", "scale_by_trust_ratio", "schedules",
     "set_hyperparams", "sgd", "sgld", "sharding", "signum", "state_bytes_per_device", "trace",
+    "unpacking"
 ]

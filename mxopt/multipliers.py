@@ -12,7 +12,9 @@ A multiplier spec is one of
 
 It is resolved against the params when the optimizer state is initialised,
 into a pytree of float32 scalars held in the state, so changing a multiplier
-later does not recompile a jitted step.
+later does not recompile a jitted step. For packed params
+(:mod:`mxopt.packing`) it is resolved against the leaves they hold, into one
+float32 value per block.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from mxopt import validation
+from mxopt.packing import Packed
 from mxopt.structure import TreeSignature, named_leaves
 
 MultiplierSpec = (None | float | Mapping[str, float] | Callable[[str, Any], float]
@@ -49,10 +52,20 @@ def resolve(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> chex.Arra
 
     Returns:
       ``None`` for ``spec=None``, else a pytree shaped like ``params`` whose
-      leaves are float32 scalars.
+      leaves are float32 scalars; for packed params, packed ``(blocks, 1)``
+      float32 buffers, each block holding its leaf's multiplier.
     """
     if spec is None:
         return None
+    if isinstance(params, Packed):
+        return params.layout.per_block(_values(spec, params.layout.leaves(), arg))
+    treedef = jax.tree_util.tree_structure(params)
+    return jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(v, jnp.float32) for v in _values(spec, params, arg)])
+
+
+def _values(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> list[float]:
+    """The multiplier of each leaf of ``params``, in flattening order, checked."""
     leaves = named_leaves(params)
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         values = [spec] * len(leaves)
@@ -71,9 +84,7 @@ def resolve(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> chex.Arra
         values = jax.tree_util.tree_leaves(spec)
     for (name, _), value in zip(leaves, values):
         validation.non_negative(f"{arg}[{name!r}]", value)
-    treedef = jax.tree_util.tree_structure(params)
-    return jax.tree_util.tree_unflatten(
-        treedef, [jnp.asarray(v, jnp.float32) for v in values])
+    return values
 
 
 def per_leaf(scale: jax.Array, multipliers: chex.ArrayTree | None,

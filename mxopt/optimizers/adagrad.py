@@ -12,6 +12,7 @@ import optax
 from mxopt import hyperparams, validation
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.packing import refuse_packed
 from mxopt.registry import register
 from mxopt.structure import named_leaves
 
@@ -85,6 +86,7 @@ def scale_by_group_adagrad(eps: float = 1e-5) -> optax.GradientTransformation:
                               _row_history)
 
     def init_fn(params):
+        refuse_packed(params, "groupadagrad", "keeps one history value per row of each leaf")
         for name, leaf in named_leaves(params):
             if jnp.ndim(leaf) != 2:
                 raise ValueError(

@@ -11,12 +11,13 @@ import optax
 from mxopt import hyperparams, validation
 from mxopt.numerics import like, one_minus_float32_power, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.packing import leaf_sums
 from mxopt.registry import register
 
 
-def _norm(leaf: jax.Array) -> jax.Array:
-    """The L2 norm of a whole leaf, summed in float32 and rounded to the leaf's dtype."""
-    return jnp.sqrt(jnp.sum(jnp.square(leaf.astype(jnp.float32)))).astype(leaf.dtype)
+def _norm(leaf: jax.Array, leaf_sum) -> jax.Array:
+    """The L2 norm of each params leaf in ``leaf``, summed in float32, in the leaf's dtype."""
+    return jnp.sqrt(leaf_sum(jnp.square(leaf.astype(jnp.float32)))).astype(leaf.dtype)
 
 
 class ScaleByLambState(NamedTuple):
@@ -114,8 +115,8 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
         if params is None:
             raise ValueError("the trust ratio needs params: call update(grads, state, params)")
 
-        def scaled(g, w):
-            r1, r2 = _norm(w).astype(g.dtype), _norm(g)
+        def scaled(g, w, leaf_sum):
+            r1, r2 = _norm(w, leaf_sum).astype(g.dtype), _norm(g, leaf_sum)
             if state.lower_bound is not None:
                 r1 = jnp.maximum(r1, like(state.lower_bound, r1))
             if state.upper_bound is not None:
@@ -124,7 +125,7 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
             ratio = jnp.where(trusted, r1 / jnp.where(trusted, r2, 1), 1).astype(g.dtype)
             return ratio * g
 
-        return tree_map(scaled, updates, params), state
+        return tree_map(scaled, updates, params, leaf_sums(params)), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 

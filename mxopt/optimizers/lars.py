@@ -13,6 +13,7 @@ import optax
 from mxopt import hyperparams, multipliers, transforms
 from mxopt.multipliers import MultiplierSpec
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.packing import refuse_packed
 from mxopt.precision import multi_precision
 from mxopt.registry import register
 from mxopt.structure import leaf_name
@@ -112,6 +113,7 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
     trace = transforms.momentum_buffer(momentum)
 
     def init_fn(params):
+        refuse_packed(params, "lars", "takes each leaf's norms and exempts leaves by name")
         return ScaleByLarsState(eta_, eps_, jnp.zeros((), jnp.float32), rescale.init(params),
                                 clip.init(params), decay.init(params), rate.init(params),
                                 trace.init(params))

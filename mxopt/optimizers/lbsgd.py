@@ -12,6 +12,7 @@ from mxopt import multipliers, transforms, validation
 from mxopt.multipliers import MultiplierSpec
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.optimizers.lars import sum_of_squares
+from mxopt.packing import refuse_packed
 from mxopt.registry import register
 
 WARMUP_STRATEGIES = ("linear", "power2", "sqrt", "lars")
@@ -74,6 +75,7 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
     trace = transforms.momentum_buffer(momentum)
 
     def init_fn(params):
+        refuse_packed(params, "lbsgd", "takes each leaf's norms")
         grad_sum = None if batch_scale == 1 else optax.tree.zeros_like(params)
         return ScaleByLbsgdState(jnp.asarray(begin_count, jnp.int32), grad_sum,
                                  rescale.init(params), clip.init(params), decay.init(params),

@@ -1,0 +1,1 @@
+"""Benchmarks of mxopt against optax: ``python -m benchmarks --help``."""
