@@ -1,5 +1,5 @@
-"""The Python examples of docs/scaling.md run, in order, on the 8 simulated devices of
-conftest.py; their asserts check what the page says. A block after a
+"""The Python examples of docs/scaling.md and docs/performance.md run, in order, on
+the 8 simulated devices of conftest.py; their asserts check what the page says. A block after a
 ``<!-- not run: ... -->`` line is left out (it needs a cluster)."""
 
 import pathlib
@@ -11,7 +11,7 @@ DOCS = pathlib.Path(__file__).parent.parent / "docs"
 BLOCK = re.compile(r"(<!-- not run: [^>]*-->\n)?```python\n(.*?)```", re.DOTALL)
 
 
-@pytest.mark.parametrize("page", ["scaling.md"])
+@pytest.mark.parametrize("page", ["scaling.md", "performance.md"])
 def test_examples_run(page):
     namespace: dict = {}
     for skip, code in BLOCK.findall((DOCS / page).read_text()):
