@@ -98,5 +98,5 @@ __all__ = [
     "scale_by_langevin", "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate",
     "scale_by_nadam", "scale_by_rmsprop", "scale_by_signum", "scale_by_trust_ratio", "schedules",
     "set_hyperparams", "sgd", "sgld", "sharding", "signum", "state_bytes_per_device", "trace",
-    "unpacking"
+    "unpacking",
 ]
