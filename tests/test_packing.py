@@ -9,7 +9,7 @@ import pytest
 from full_state import build, draw
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trajectory import bits
+from trajectory import same_bits
 
 import mxopt
 from mxopt import packing, sharding
@@ -20,10 +20,6 @@ NEEDS_LEAVES = {"lars", "lbsgd", "groupadagrad"}
 PACKABLE = [n for n in mxopt.registered_names() if n not in NEEDS_LEAVES]
 DTYPES = st.sampled_from([jnp.float32, jnp.float16, jnp.bfloat16])
 
-
-def same_bits(a, b):
-    return all(np.array_equal(bits(x), bits(y)) for x, y in
-               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 @settings(max_examples=40, deadline=None)

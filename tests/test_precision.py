@@ -12,7 +12,7 @@ from full_state import accepted, build, draw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mxnet_fixtures import FIXTURES, assert_matches_mxnet, make_scheduler
-from trajectory import bits
+from trajectory import bits, same_bits
 
 import mxopt
 from mxopt import hyperparams, precision
@@ -29,10 +29,6 @@ def update_count(state):
     counted = [node for node in hyperparams.nodes_of(state, tuple) if "count" in node._fields]
     return int(counted[0].count)
 
-
-def same_bits(a, b):
-    return all(np.array_equal(bits(x), bits(y)) for x, y in
-               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16], ids=["float16", "bfloat16"])

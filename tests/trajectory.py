@@ -42,3 +42,9 @@ def bits(x) -> np.ndarray:
     """The raw bits of an array (a typed PRNG key's data), for bit-for-bit comparisons."""
     x = np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
     return x.view(f"u{x.dtype.itemsize}")
+
+
+def same_bits(a, b) -> bool:
+    """Whether two trees hold the same leaves, bit for bit."""
+    return all(np.array_equal(bits(x), bits(y)) for x, y in
+               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
