@@ -9,7 +9,9 @@ is mixed precision (master weights, MXNet AMP's loss scaling) and
 :mod:`mxopt.sharding` sharded and ZeRO-1 training, :mod:`mxopt.packing`
 one buffer per dtype for fast steps and compiles, and
 :mod:`mxopt.mxnet_files` and :mod:`mxopt.mxnet_import` carry MXNet's saved
-parameters and optimizer states over.
+parameters and optimizer states over. For notebooks, :func:`plot_schedule`
+draws a schedule and :func:`describe` renders a state briefly, as states'
+reprs do.
 """
 
 from mxopt import (
@@ -60,6 +62,7 @@ from mxopt.optimizers.rmsprop import clip_new_weights, graves_momentum, scale_by
 from mxopt.optimizers.sgld import scale_by_langevin
 from mxopt.optimizers.signum import add_decoupled_weight_decay, scale_by_signum
 from mxopt.packing import Packed, pack, unpacking
+from mxopt.plotting import plot_schedule, schedule_values
 from mxopt.precision import apply_if_finite, dynamic_loss_scale, loss_scale, multi_precision
 from mxopt.registry import create, register, registered_names
 from mxopt.schedules import (
@@ -70,7 +73,7 @@ from mxopt.schedules import (
     PolyScheduler,
 )
 from mxopt.sharding import partition_states, place_state, state_bytes_per_device
-from mxopt.structure import check_trees
+from mxopt.structure import check_trees, describe
 from mxopt.transforms import (
     LearningRate,
     add_decayed_weights,
@@ -89,14 +92,15 @@ __all__ = [
     "Optimizer", "Packed", "PolyScheduler", "Updater", "adadelta", "adagrad", "adam", "adamax",
     "add_decayed_weights", "add_decoupled_weight_decay", "add_delay_compensation",
     "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip", "clip_new_weights", "create",
-    "dcasgd", "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater",
-    "graves_momentum", "groupadagrad", "julia", "lamb", "lars", "lbsgd", "loss_scale",
-    "momentum_buffer", "multi_precision", "mxnet_files", "mxnet_import", "mxnet_test", "nadam",
-    "nag", "optimizer", "pack", "packing", "partition_states", "place_state", "precision",
-    "register", "registered_names", "rescale", "rmsprop", "scale_by_adadelta", "scale_by_adagrad",
-    "scale_by_adam", "scale_by_adamax", "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb",
-    "scale_by_langevin", "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate",
-    "scale_by_nadam", "scale_by_rmsprop", "scale_by_signum", "scale_by_trust_ratio", "schedules",
+    "dcasgd", "describe", "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams",
+    "get_updater", "graves_momentum", "groupadagrad", "julia", "lamb", "lars", "lbsgd",
+    "loss_scale", "momentum_buffer", "multi_precision", "mxnet_files", "mxnet_import",
+    "mxnet_test", "nadam", "nag", "optimizer", "pack", "packing", "partition_states",
+    "place_state", "plot_schedule", "precision", "register", "registered_names", "rescale",
+    "rmsprop", "scale_by_adadelta", "scale_by_adagrad", "scale_by_adam", "scale_by_adamax",
+    "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb", "scale_by_langevin",
+    "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate", "scale_by_nadam",
+    "scale_by_rmsprop", "scale_by_signum", "scale_by_trust_ratio", "schedule_values", "schedules",
     "set_hyperparams", "sgd", "sgld", "sharding", "signum", "state_bytes_per_device", "trace",
     "unpacking",
 ]

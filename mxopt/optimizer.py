@@ -139,6 +139,13 @@ class Optimizer:
         self.set_lr_mult({})
         self.set_wd_mult({})
 
+    def __repr__(self) -> str:
+        """The class with the arguments that differ from its defaults, and ``num_update``."""
+        defaults = self.defaults()
+        shown = [f"{name}={value!r}" for name, value in self._args.items()
+                 if name not in defaults or value != defaults[name]]
+        return f"{type(self).__name__}({', '.join(shown + [f'num_update={self.num_update}'])})"
+
     # -- MXNet's attributes ------------------------------------------------
 
     def __getattr__(self, name: str):
@@ -602,6 +609,9 @@ class Updater:
         # States read from an MXNet file, converted at the index's next update,
         # when its weight is known (MXNet's state of sgd without momentum is None).
         self._mxnet_states: dict[Index, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Updater({self.optimizer!r}, states for indices {sorted(self.states, key=str)})"
 
     def __call__(self, index, grad, weight):
         if isinstance(index, (list, tuple)):

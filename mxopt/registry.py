@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import optax
 
+from mxopt.optimizers._base import described
+
 Constructor = Callable[..., optax.GradientTransformation]
 _REGISTRY: dict[str, Constructor] = {}
 
@@ -20,9 +22,12 @@ def register(constructor: Constructor | None = None, *, name: str | None = None)
     """Registers ``constructor`` under ``name`` (default: its ``__name__``).
 
     Usable as ``@register``, ``@register(name="sgd")`` or ``register(fn)``.
+    It returns ``fn`` wrapped by :func:`~mxopt.optimizers._base.described`, so
+    an optimizer it builds reprs as the call that built it.
     Registering a taken name replaces it, with a warning, as in MXNet.
     """
     def add(fn: Constructor) -> Constructor:
+        fn = described(fn)
         key = (name or fn.__name__).lower()
         if key in _REGISTRY and _REGISTRY[key] is not fn:
             warnings.warn(f"optimizer {key!r} is overridden by {fn.__module__}.{fn.__qualname__}",

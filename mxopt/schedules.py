@@ -40,7 +40,7 @@ def _decay(base_lr: float, factor: float, k: jax.Array) -> jax.Array:
     return base_lr * jnp.exp(k.astype(jnp.float32) * jnp.float32(log_factor))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
 class LRScheduler:
     """Base of MXNet's schedulers: ``base_lr`` and the warmup (see module docstring)."""
 
@@ -48,7 +48,7 @@ class LRScheduler:
     warmup_steps: int = 0
     warmup_begin_lr: float = 0.0
     warmup_mode: str = "linear"
-    warmup_final_lr: float | None = dataclasses.field(default=None, repr=False)
+    warmup_final_lr: float | None = None
 
     def __post_init__(self):
         validation.non_negative("base_lr", self.base_lr)
@@ -60,6 +60,16 @@ class LRScheduler:
         if self.warmup_begin_lr > self.warmup_final_lr:
             raise ValueError(f"warmup_begin_lr ({self.warmup_begin_lr}) must not exceed base_lr "
                              f"({self.warmup_final_lr})")
+
+    def __repr__(self) -> str:
+        """The constructor call, with ``base_lr`` and the arguments that differ from defaults."""
+        shown = [field.name for field in dataclasses.fields(self)
+                 if field.name == "base_lr" or field.default is dataclasses.MISSING
+                 or getattr(self, field.name) != field.default]
+        if self.warmup_final_lr == self.base_lr:
+            shown.remove("warmup_final_lr")
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        return f"{type(self).__name__}({args})"
 
     def __call__(self, num_update: jax.Array | int) -> jax.Array:
         n = jnp.asarray(num_update, jnp.int32)
@@ -84,7 +94,7 @@ class LRScheduler:
                                    warmup_final_lr=self.warmup_final_lr)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class FactorScheduler(LRScheduler):
     """Multiplies the rate by ``factor`` every ``step`` updates.
 
@@ -112,7 +122,7 @@ class FactorScheduler(LRScheduler):
         return jnp.where(k == 0, jnp.float32(self.base_lr), jnp.maximum(lr, self.stop_factor_lr))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class MultiFactorScheduler(LRScheduler):
     """Multiplies the rate by ``factor`` at each update count in ``step``.
 
@@ -140,7 +150,7 @@ class MultiFactorScheduler(LRScheduler):
         return _decay(self.base_lr, self.factor, k)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class _DecayToFinal(LRScheduler):
     """A decay from ``base_lr`` to ``final_lr`` over the updates after warmup.
 
@@ -178,7 +188,7 @@ class _DecayToFinal(LRScheduler):
         return self
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class PolyScheduler(_DecayToFinal):
     """Polynomial decay: ``shape(remaining) = remaining**pwr`` (see ``_DecayToFinal``).
 
@@ -197,7 +207,7 @@ class PolyScheduler(_DecayToFinal):
         return remaining ** self.pwr
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class CosineScheduler(_DecayToFinal):
     """Cosine decay (see ``_DecayToFinal``).
 

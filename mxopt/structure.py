@@ -27,6 +27,68 @@ def named_leaves(tree: chex.ArrayTree) -> list[tuple[str, Any]]:
     return [(leaf_name(p), leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
+def _short_dtype(dtype) -> str:
+    """jax's short names (``f32``, ``bf16``, ``i32``) for numeric dtypes."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.number):
+        return f"{'bf' if dtype == jnp.bfloat16 else dtype.kind}{8 * dtype.itemsize}"
+    return str(dtype)
+
+
+def _describe_leaf(leaf) -> str:
+    dtype = jnp.result_type(leaf)
+    if jnp.ndim(leaf) == 0 and not isinstance(leaf, jax.core.Tracer) and (
+            getattr(leaf, "is_fully_addressable", True)) and jnp.issubdtype(dtype, jnp.number):
+        value = jax.device_get(leaf).item()
+        text = f"{value:.6g}"
+        # 1.0 rather than 1 for a float, as Python writes it
+        return text + ".0" if isinstance(value, float) and text.lstrip("-").isdigit() else text
+    return f"{_short_dtype(dtype)}[{','.join(map(str, jnp.shape(leaf)))}]"
+
+
+def describe(tree: Any, max_leaves: int = 6) -> str:
+    """A short rendering of a state (or any pytree) for reading, not for round-trips.
+
+    Scalars show their value (``momentum=0.9``), arrays their dtype and shape
+    (``f32[64,32]``), a container of more than ``max_leaves`` leaves a count
+    by dtype (``<161 leaves: 25557032 f32>``), ``None`` fields are left out,
+    and the states of a chain are listed one per line. Tracers show only
+    dtype and shape, so it also works inside ``jit``.
+    """
+    return _describe(tree, max_leaves, "")
+
+
+def _describe(tree: Any, max_leaves: int, indent: str) -> str:
+    if tree is None:
+        return "None"
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        fields = ", ".join(f"{name}={_describe(value, max_leaves, indent)}"
+                           for name, value in zip(tree._fields, tree) if value is not None)
+        return f"{type(tree).__name__}({fields})"
+    if type(tree) in (tuple, list) and tree and all(hasattr(x, "_fields") for x in tree):
+        inner = indent + "  "
+        items = "".join(f"\n{inner}{_describe(x, max_leaves, inner)}," for x in tree)
+        brackets = "()" if type(tree) is tuple else "[]"
+        return f"{brackets[0]}{items}\n{indent}{brackets[1]}"
+    leaves = jax.tree.leaves(tree)
+    if len(leaves) > max_leaves:
+        sizes: dict[str, int] = {}
+        for leaf in leaves:
+            dtype = _short_dtype(jnp.result_type(leaf))
+            sizes[dtype] = sizes.get(dtype, 0) + int(jnp.size(leaf))
+        counts = ", ".join(f"{size} {dtype}" for dtype, size in sizes.items())
+        return f"<{len(leaves)} leaves: {counts}>"
+    if isinstance(tree, dict):
+        return "{" + ", ".join(f"{key!r}: {_describe(value, max_leaves, indent)}"
+                               for key, value in tree.items()) + "}"
+    if type(tree) in (tuple, list):
+        items = ", ".join(_describe(x, max_leaves, indent) for x in tree)
+        return f"({items})" if type(tree) is tuple else f"[{items}]"
+    if len(leaves) == 1 and leaves[0] is tree:
+        return _describe_leaf(tree)
+    return repr(tree)
+
+
 def check_float_leaves(tree: chex.ArrayTree, what: str = "params") -> None:
     """Raises TypeError naming the first leaf that is not floating point."""
     for name, leaf in named_leaves(tree):
@@ -60,7 +122,8 @@ class TreeSignature:
         return hash((self.treedef, self.shapes))
 
     def __repr__(self):
-        return f"TreeSignature({len(self.paths)} leaves)"
+        count = len(self.paths)
+        return f"TreeSignature({count} {'leaf' if count == 1 else 'leaves'})"
 
     def check(self, tree: chex.ArrayTree, what: str) -> None:
         """Raises ValueError naming the first path where ``tree`` differs."""
@@ -88,9 +151,12 @@ class TreeSignature:
 
 
 class CheckedState(NamedTuple):
-    """State of :func:`check_trees`."""
+    """State of :func:`check_trees`, the outer state of every mxopt optimizer."""
     signature: TreeSignature  # static: structure and shapes of the params
     inner: optax.OptState
+
+    def __repr__(self):
+        return f"CheckedState(params={self.signature!r}, inner={describe(self.inner)})"
 
 
 def check_trees(inner: optax.GradientTransformation) -> optax.GradientTransformation:

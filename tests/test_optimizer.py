@@ -359,3 +359,13 @@ def test_config_round_trip(name, lr, begin, scheduled):
     rebuilt = mo.Optimizer.from_config(opt.get_config())
     assert rebuilt.get_config() == opt.get_config()
     assert rebuilt.lr_scheduler == opt.lr_scheduler and rebuilt.lr == opt.lr
+
+
+def test_repr_shows_the_arguments_given_and_num_update():
+    sgd = mo.create("sgd", learning_rate=0.1, momentum=0.9, wd=1e-4)
+    assert repr(sgd) == "SGD(learning_rate=0.1, wd=0.0001, momentum=0.9, num_update=0)"
+    updater = mo.get_updater(sgd)
+    updater([0, 1], [jnp.ones(2)] * 2, [jnp.ones(2)] * 2)
+    assert repr(updater) == (
+        "Updater(SGD(learning_rate=0.1, wd=0.0001, momentum=0.9, num_update=1), "
+        "states for indices [0, 1])")

@@ -52,3 +52,24 @@ def test_default_learning_rate_is_mxnets(name):
         np.testing.assert_allclose(held["learning_rate"], default, rtol=1e-7)
     else:
         assert name in IGNORE_LEARNING_RATE, f"{name} holds no learning rate"
+
+
+def test_an_optimizer_reprs_as_the_call_that_built_it():
+    schedule = mxopt.FactorScheduler(step=10, base_lr=0.1)
+    built = mxopt.create("sgd", momentum=0.9, lr_scheduler=schedule, wd_mult={"b": 0.0})
+    assert repr(built) == ("sgd(momentum=0.9, lr_scheduler=FactorScheduler(base_lr=0.1, "
+                           "step=10), wd_mult={'b': 0.0})")
+    assert repr(mxopt.nag(0.5)) == "nag(momentum=0.5)" and repr(mxopt.adam()) == "adam()"
+    assert repr(eval(repr(built), vars(mxopt))) == repr(built)
+
+
+def test_a_registered_constructor_is_described_once():
+    def halved_sgd(**kwargs):
+        return mxopt.sgd(**kwargs, rescale_grad=0.5)
+
+    registered = mxopt.register(halved_sgd, name="halved_sgd_for_repr")
+    try:
+        assert mxopt.register(registered, name="halved_sgd_for_repr") is registered
+        assert repr(mxopt.create("halved_sgd_for_repr", wd=0.1)) == "halved_sgd(wd=0.1)"
+    finally:
+        del _REGISTRY["halved_sgd_for_repr"]

@@ -72,3 +72,15 @@ def test_scheduler_positional_arguments_follow_mxnet():
     sched = mxopt.FactorScheduler(10, 0.5, 1e-4, base_lr=1.0)
     assert (sched.step, sched.factor, sched.stop_factor_lr) == (10, 0.5, 1e-4)
     assert mxopt.PolyScheduler(50).max_update == 50
+
+
+def test_repr_is_the_constructor_call_without_defaults():
+    assert repr(mxopt.FactorScheduler(step=100, factor=0.5, base_lr=0.1)) == (
+        "FactorScheduler(base_lr=0.1, step=100, factor=0.5)")
+    assert repr(mxopt.CosineScheduler(1000, base_lr=0.1, warmup_steps=10)) == (
+        "CosineScheduler(base_lr=0.1, warmup_steps=10, max_update=1000)")
+    # An optimizer's learning_rate overriding base_lr keeps warmup's target: both show.
+    overridden = mxopt.FactorScheduler(step=10, warmup_steps=5).overridden_by(0.5)
+    assert repr(overridden) == (
+        "FactorScheduler(base_lr=0.5, warmup_steps=5, warmup_final_lr=0.01, step=10)")
+    assert eval(repr(overridden), vars(mxopt)) == overridden

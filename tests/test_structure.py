@@ -1,5 +1,6 @@
 """Mismatched trees and non-float leaves fail with errors that name the leaf."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -48,3 +49,26 @@ def test_weight_decay_without_params_is_explained():
     tx = mxopt.sgd(wd=0.1)
     with pytest.raises(ValueError, match="needs params"):
         tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.ones(2)}))
+
+
+def test_a_state_reprs_its_hyperparameters_by_value_and_its_trees_by_shape():
+    tx = mxopt.sgd(momentum=0.9, learning_rate=0.1, wd_mult={"dense/b": 0.0})
+    params = {"dense": {"w": jnp.ones((2, 3)), "b": jnp.zeros(3, jnp.bfloat16)}}
+    assert repr(tx.init(params)) == """\
+CheckedState(params=TreeSignature(2 leaves), inner=(
+  RescaleState(rescale_grad=1.0),
+  EmptyState(),
+  AddDecayedWeightsState(wd=0.0, wd_mult={'dense': {'b': 0.0, 'w': 1.0}}),
+  ScaleByLearningRateState(count=0, learning_rate=0.1),
+  TraceState(momentum=0.9, trace={'dense': {'b': bf16[3], 'w': f32[2,3]}}),
+))"""
+
+
+def test_describe_counts_the_leaves_of_a_big_tree_and_works_under_jit():
+    tree = {f"layer{i}": jnp.ones((4, 4)) for i in range(7)} | {"head": jnp.ones(3, jnp.int32)}
+    assert mxopt.describe(tree) == "<8 leaves: 3 i32, 112 f32>"
+    assert mxopt.describe(tree, max_leaves=8).endswith("'layer6': f32[4,4], 'head': i32[3]}")
+    seen = []
+    jax.jit(lambda x: seen.append(mxopt.describe({"lr": x, "w": x})) or x)(jnp.float32(0.5))
+    assert seen == ["{'lr': f32[], 'w': f32[]}"]  # a tracer has no value to show
+    assert mxopt.describe(jnp.int32(3)) == "3" and mxopt.describe(jnp.float32(2)) == "2.0"

@@ -10,6 +10,9 @@ each optimizer's chain puts in its own order.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
 from typing import TypedDict
 
 import optax
@@ -152,3 +155,33 @@ class Optimization(optax.GradientTransformation):
     """
 
     learning_rate: float | Schedule
+    call: str | None = None  # the constructor call that built it, its repr (see ``described``)
+
+    def __repr__(self) -> str:
+        return self.call or super().__repr__()
+
+
+def described(constructor: Callable[..., optax.GradientTransformation]):
+    """Wraps an optimizer constructor so that what it builds reprs as the call.
+
+    ``described(sgd)(momentum=0.9, learning_rate=0.1)`` reprs as
+    ``sgd(momentum=0.9, learning_rate=0.1)``: the arguments given, not the defaults.
+    """
+    if getattr(constructor, "describes", False):
+        return constructor
+    signature = inspect.signature(constructor)
+    var_keyword = next((p.name for p in signature.parameters.values()
+                        if p.kind is p.VAR_KEYWORD), None)
+
+    @functools.wraps(constructor)
+    def build(*args, **kwargs):
+        tx = constructor(*args, **kwargs)
+        if isinstance(tx, Optimization):
+            given = signature.bind(*args, **kwargs).arguments
+            given.update(given.pop(var_keyword, {}))
+            shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
+            tx.call = f"{constructor.__name__}({shown})"
+        return tx
+
+    build.describes = True
+    return build
