@@ -1,6 +1,6 @@
-"""The Python examples of docs/scaling.md and docs/performance.md run, in order, on
-the 8 simulated devices of conftest.py; their asserts check what the page says. A block after a
-``<!-- not run: ... -->`` line is left out (it needs a cluster)."""
+"""The Python examples of docs/scaling.md, performance.md, migration.md and optax.md run, in
+order, on the 8 simulated devices of conftest.py; their asserts check what the page says. A
+block after a ``<!-- not run: ... -->`` line is left out (it needs a cluster, or MXNet)."""
 
 import pathlib
 import re
@@ -11,9 +11,13 @@ DOCS = pathlib.Path(__file__).parent.parent / "docs"
 BLOCK = re.compile(r"(<!-- not run: [^>]*-->\n)?```python\n(.*?)```", re.DOTALL)
 
 
-@pytest.mark.parametrize("page", ["scaling.md", "performance.md"])
+@pytest.mark.parametrize("page", ["scaling.md", "performance.md", "migration.md", "optax.md"])
 def test_examples_run(page):
+    text = (DOCS / page).read_text()
     namespace: dict = {}
-    for skip, code in BLOCK.findall((DOCS / page).read_text()):
+    for block in BLOCK.finditer(text):
+        skip, code = block.groups()
         if not skip:
-            exec(compile(code, f"docs/{page}", "exec"), namespace)
+            # Blank lines first, so that a traceback gives the line of the page.
+            first_line = text.count("\n", 0, block.start(2))
+            exec(compile("\n" * first_line + code, f"docs/{page}", "exec"), namespace)
