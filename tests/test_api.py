@@ -40,6 +40,7 @@ def test_optimizer_docstring_gives_formula_and_arguments(name):
 
 def test_ruff_clean():
     pytest.importorskip("ruff", reason="ruff comes with the dev extra")
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "mxopt", "tests", "tools"],
+    paths = ["mxopt", "tests", "tools", "benchmarks", "docs", "notebooks"]
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", *paths],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
