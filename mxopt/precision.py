@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import hyperparams, validation
+from mxopt.structure import readable
 
 LOW_PRECISION = (jnp.float16, jnp.bfloat16)
 
@@ -28,6 +29,7 @@ def _needs_master(leaf: jax.Array) -> bool:
     return jnp.result_type(leaf) in LOW_PRECISION
 
 
+@readable
 class MultiPrecisionState(NamedTuple):
     master: chex.ArrayTree  # f32 copy of each low-precision leaf; None for the others
     inner: optax.OptState
@@ -84,6 +86,7 @@ def all_finite(tree: chex.ArrayTree) -> jax.Array:
                                bool))
 
 
+@readable
 class ApplyIfFiniteState(NamedTuple):
     notfinite_count: jax.Array  # int32: non-finite steps in a row, up to the last
     total_notfinite: jax.Array  # int32: non-finite (skipped) steps in all
@@ -119,6 +122,7 @@ def apply_if_finite(inner: optax.GradientTransformation) -> optax.GradientTransf
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@readable
 class DynamicLossScaleState(NamedTuple):
     loss_scale: jax.Array  # float32: multiply this step's loss by it
     next_loss_scale: jax.Array  # float32: the scale after this step's check (MXNet's lag)

@@ -1,10 +1,11 @@
-"""Leaf names, and the checks that params, grads and state belong together.
+"""Leaf names, the checks that params, grads and state belong together, and states' reprs.
 
 A leaf's *name* is its key path in the params pytree, keys joined by ``/``:
 ``{"dense": {"w": ...}}`` names its leaf ``"dense/w"``, a list's elements are
 named by their index (``"layers/0/w"``) and a dataclass field by its name.
 Multipliers given by name (:mod:`mxopt.multipliers`) and every error message
-use these names.
+use these names. :func:`describe` renders a state for reading: hyperparameters
+by value, moments by dtype and shape.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -39,7 +41,7 @@ def _describe_leaf(leaf) -> str:
     dtype = jnp.result_type(leaf)
     if jnp.ndim(leaf) == 0 and not isinstance(leaf, jax.core.Tracer) and (
             getattr(leaf, "is_fully_addressable", True)) and jnp.issubdtype(dtype, jnp.number):
-        value = jax.device_get(leaf).item()
+        value = np.asarray(jax.device_get(leaf)).item()
         text = f"{value:.6g}"
         # 1.0 rather than 1 for a float, as Python writes it
         return text + ".0" if isinstance(value, float) and text.lstrip("-").isdigit() else text
@@ -53,9 +55,16 @@ def describe(tree: Any, max_leaves: int = 6) -> str:
     (``f32[64,32]``), a container of more than ``max_leaves`` leaves a count
     by dtype (``<161 leaves: 25557032 f32>``), ``None`` fields are left out,
     and the states of a chain are listed one per line. Tracers show only
-    dtype and shape, so it also works inside ``jit``.
+    dtype and shape, so it also works inside ``jit``. It is the repr of
+    every mxopt state class (:func:`readable`).
     """
     return _describe(tree, max_leaves, "")
+
+
+def readable(state_class: type) -> type:
+    """Makes :func:`describe` the repr of a state class (a class decorator)."""
+    state_class.__repr__ = describe
+    return state_class
 
 
 def _describe(tree: Any, max_leaves: int, indent: str) -> str:
@@ -150,13 +159,11 @@ class TreeSignature:
                 f"{other.treedef} vs {self.treedef}")
 
 
+@readable
 class CheckedState(NamedTuple):
     """State of :func:`check_trees`, the outer state of every mxopt optimizer."""
     signature: TreeSignature  # static: structure and shapes of the params
     inner: optax.OptState
-
-    def __repr__(self):
-        return f"CheckedState(params={self.signature!r}, inner={describe(self.inner)})"
 
 
 def check_trees(inner: optax.GradientTransformation) -> optax.GradientTransformation:

@@ -24,6 +24,7 @@ from mxopt import hyperparams, multipliers, validation
 from mxopt.multipliers import MultiplierSpec
 from mxopt.numerics import complement, like, one_minus_power, tree_map
 from mxopt.schedules import Schedule
+from mxopt.structure import readable
 
 
 def _elementwise(state: NamedTuple, fn) -> optax.GradientTransformation:
@@ -41,6 +42,7 @@ def _elementwise(state: NamedTuple, fn) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@readable
 class RescaleState(NamedTuple):
     rescale_grad: jax.Array  # f32 scalar
 
@@ -55,6 +57,7 @@ def rescale(rescale_grad: float = 1.0) -> optax.GradientTransformation:
                         lambda g, r: r * g)
 
 
+@readable
 class ClipState(NamedTuple):
     clip_gradient: jax.Array  # f32 scalar
 
@@ -73,6 +76,7 @@ def clip(clip_gradient: float | None = None) -> optax.GradientTransformation:
                         lambda g, c: jnp.clip(g, -c, c))
 
 
+@readable
 class AddDecayedWeightsState(NamedTuple):
     wd: jax.Array  # f32 scalar
     wd_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
@@ -101,6 +105,7 @@ def add_decayed_weights(wd: float = 0.0,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@readable
 class ScaleByLearningRateState(NamedTuple):
     count: jax.Array  # i32 scalar: MXNet's num_update, updates applied so far
     learning_rate: jax.Array | None  # f32 scalar; None when a schedule sets it
@@ -175,6 +180,7 @@ def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: Multipli
     return optax.GradientTransformation(rate.init, update_fn)
 
 
+@readable
 class TraceState(NamedTuple):
     momentum: jax.Array  # f32 scalar
     trace: optax.Updates  # like params
@@ -217,6 +223,7 @@ def momentum_buffer(momentum: float, nesterov: bool = False) -> optax.GradientTr
     return trace(momentum, nesterov=nesterov)
 
 
+@readable
 class ScaleByAdamState(NamedTuple):
     count: jax.Array  # i32 scalar: t, the update count from begin_num_update
     beta1: jax.Array  # f32 scalar

@@ -55,7 +55,7 @@ def test_a_state_reprs_its_hyperparameters_by_value_and_its_trees_by_shape():
     tx = mxopt.sgd(momentum=0.9, learning_rate=0.1, wd_mult={"dense/b": 0.0})
     params = {"dense": {"w": jnp.ones((2, 3)), "b": jnp.zeros(3, jnp.bfloat16)}}
     assert repr(tx.init(params)) == """\
-CheckedState(params=TreeSignature(2 leaves), inner=(
+CheckedState(signature=TreeSignature(2 leaves), inner=(
   RescaleState(rescale_grad=1.0),
   EmptyState(),
   AddDecayedWeightsState(wd=0.0, wd_mult={'dense': {'b': 0.0, 'w': 1.0}}),
@@ -72,3 +72,18 @@ def test_describe_counts_the_leaves_of_a_big_tree_and_works_under_jit():
     jax.jit(lambda x: seen.append(mxopt.describe({"lr": x, "w": x})) or x)(jnp.float32(0.5))
     assert seen == ["{'lr': f32[], 'w': f32[]}"]  # a tracer has no value to show
     assert mxopt.describe(jnp.int32(3)) == "3" and mxopt.describe(jnp.float32(2)) == "2.0"
+
+
+def test_every_state_class_reprs_readably():
+    import importlib
+    import pkgutil
+
+    states = {value for info in pkgutil.walk_packages(mxopt.__path__, "mxopt.")
+              for value in vars(importlib.import_module(info.name)).values()
+              if isinstance(value, type) and issubclass(value, tuple)
+              and value.__name__.endswith("State") and value.__module__.startswith("mxopt.")}
+    assert len(states) >= 25
+    # MXNet.jl's OptimizationState holds counters, not arrays: NamedTuple's repr shows them.
+    not_readable = [s.__qualname__ for s in states
+                    if s.__repr__ is not mxopt.describe and s.__name__ != "OptimizationState"]
+    assert not not_readable, not_readable

@@ -20,8 +20,10 @@ from mxopt.julia.schedulers import (
 )
 from mxopt.numerics import complement
 from mxopt.optimizers.nadam import nadam_step
+from mxopt.structure import readable
 
 
+@readable
 class ScaleByNadamState(NamedTuple):
     """:func:`scale_by_nadam`'s state: MXNet.jl's ``NadamState``.
 

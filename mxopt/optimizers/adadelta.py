@@ -12,8 +12,10 @@ from mxopt import hyperparams, validation
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
+@readable
 class ScaleByAdadeltaState(NamedTuple):
     rho: jax.Array  # f32 scalar
     epsilon: jax.Array  # f32 scalar

@@ -14,9 +14,10 @@ from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.packing import refuse_packed
 from mxopt.registry import register
-from mxopt.structure import named_leaves
+from mxopt.structure import named_leaves, readable
 
 
+@readable
 class ScaleByAdagradState(NamedTuple):
     eps: jax.Array  # f32 scalar
     history: optax.Updates  # like params; (rows, 1) per leaf in the row-wise form

@@ -12,8 +12,10 @@ from mxopt import hyperparams, transforms
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
+@readable
 class AddDelayCompensationState(NamedTuple):
     lamda: jax.Array  # f32 scalar
     previous_weight: optax.Params  # like params: the weight the previous update started from

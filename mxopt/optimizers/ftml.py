@@ -12,8 +12,10 @@ from mxopt import hyperparams, transforms
 from mxopt.numerics import like, one_minus_float32_power, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
+@readable
 class ScaleByFtmlState(NamedTuple):
     rate: transforms.ScaleByLearningRateState  # its count is t, the update count
     beta1: jax.Array  # f32 scalar

@@ -14,9 +14,11 @@ from mxopt.multipliers import MultiplierSpec
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 from mxopt.transforms import LearningRate, ScaleByLearningRateState
 
 
+@readable
 class FtrlStepState(NamedTuple):
     rate: ScaleByLearningRateState  # the update count, learning_rate and lr_mult
     lamda1: jax.Array  # f32 scalar

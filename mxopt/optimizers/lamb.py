@@ -13,6 +13,7 @@ from mxopt.numerics import like, one_minus_float32_power, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.packing import leaf_sums
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
 def _norm(leaf: jax.Array, leaf_sum) -> jax.Array:
@@ -20,6 +21,7 @@ def _norm(leaf: jax.Array, leaf_sum) -> jax.Array:
     return jnp.sqrt(leaf_sum(jnp.square(leaf.astype(jnp.float32)))).astype(leaf.dtype)
 
 
+@readable
 class ScaleByLambState(NamedTuple):
     count: jax.Array  # i32 scalar: t, the update count from begin_num_update
     beta1: jax.Array  # f32 scalar
@@ -85,6 +87,7 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@readable
 class ScaleByTrustRatioState(NamedTuple):
     lower_bound: jax.Array | None  # f32 scalar, or None for no lower bound
     upper_bound: jax.Array | None  # f32 scalar, or None for no upper bound

@@ -16,7 +16,7 @@ from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.packing import refuse_packed
 from mxopt.precision import multi_precision
 from mxopt.registry import register
-from mxopt.structure import leaf_name
+from mxopt.structure import leaf_name, readable
 
 # MXNet skips the trust ratio for parameters whose names end so (biases and
 # batch-norm scales and shifts): a plain suffix test on the leaf's name.
@@ -59,6 +59,7 @@ def with_momentum(trace: optax.GradientTransformation, steps: optax.Updates,
     return steps, new._replace(momentum=state.momentum)
 
 
+@readable
 class ScaleByLarsState(NamedTuple):
     eta: jax.Array  # f32 scalar
     eps: jax.Array  # f32 scalar

@@ -14,6 +14,7 @@ from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.optimizers.lars import sum_of_squares
 from mxopt.packing import refuse_packed
 from mxopt.registry import register
+from mxopt.structure import readable
 
 WARMUP_STRATEGIES = ("linear", "power2", "sqrt", "lars")
 
@@ -40,6 +41,7 @@ def lars_multiplier(w: jax.Array, g: jax.Array, wd: jax.Array) -> jax.Array:
     return jnp.clip(jnp.sqrt(w2 / (g2 + wd * w2 + 1e-18)), 0.01, 100.0)
 
 
+@readable
 class ScaleByLbsgdState(NamedTuple):
     count: jax.Array  # i32 scalar: calls so far, from begin_epoch * updates_per_epoch
     grad_sum: optax.Updates | None  # like params: grads since the last update (None: batch_scale 1)

@@ -9,8 +9,10 @@ import optax
 from mxopt.numerics import tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
+@readable
 class RememberWeightState(NamedTuple):
     weight: optax.Params  # like params: the weight after the last update (zeros before any)
 

@@ -12,8 +12,10 @@ from mxopt import hyperparams, validation
 from mxopt.numerics import complement, like, one_minus_power, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
+@readable
 class ScaleByNadamState(NamedTuple):
     count: jax.Array  # i32 scalar: t, the update count from begin_num_update
     beta1: jax.Array  # f32 scalar

@@ -12,8 +12,10 @@ from mxopt import hyperparams, transforms
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
+@readable
 class ScaleByRMSPropState(NamedTuple):
     gamma1: jax.Array  # f32 scalar
     epsilon: jax.Array  # f32 scalar
@@ -70,6 +72,7 @@ def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@readable
 class MomentumState(NamedTuple):
     gamma2: jax.Array  # f32 scalar
     delta: optax.Updates  # like params: the last step taken (MXNet's state delta)
@@ -98,6 +101,7 @@ def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@readable
 class ClipWeightsState(NamedTuple):
     clip_weights: jax.Array  # f32 scalar
 

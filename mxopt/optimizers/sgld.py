@@ -12,9 +12,11 @@ from mxopt import validation
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 from mxopt.transforms import LearningRate, ScaleByLearningRateState
 
 
+@readable
 class ScaleByLangevinState(NamedTuple):
     rate: ScaleByLearningRateState  # update count, learning rate, lr_mult
     key: jax.Array | None  # u32[2] PRNG key of the next update's noise; None without noise

@@ -12,8 +12,10 @@ from mxopt import hyperparams, validation
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
 from mxopt.registry import register
+from mxopt.structure import readable
 
 
+@readable
 class ScaleBySignumState(NamedTuple):
     momentum: jax.Array  # f32 scalar
     mom: optax.Updates  # like params: the average of past gradients
@@ -46,6 +48,7 @@ def scale_by_signum(momentum: float = 0.9) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+@readable
 class AddDecoupledWeightDecayState(NamedTuple):
     wd_lh: jax.Array  # f32 scalar
 
