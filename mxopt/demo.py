@@ -108,10 +108,9 @@ def train(name: str, steps: int, seed: int = 0, progress: bool = True) -> Result
         return optax.apply_updates(params, updates), state, loss / len(yb)
 
     batches_per_epoch = len(y) // BATCH_SIZE
-    order = jax.random.permutation(jax.random.PRNGKey(seed + 1), len(y))
     losses, times = [], []
     for i in tqdm(range(steps), desc=f"{name:8s}", disable=not progress, leave=False):
-        if i % batches_per_epoch == 0:  # a new epoch: reshuffle
+        if i % batches_per_epoch == 0:  # each epoch in a new order
             order = jax.random.permutation(jax.random.PRNGKey(seed + 1 + i), len(y))
         batch = order[(i % batches_per_epoch) * BATCH_SIZE:][:BATCH_SIZE]
         start = time.perf_counter()
@@ -182,7 +181,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
                         metavar="NAME", help=f"recipes to run (default: {' '.join(RECIPES)})")
     parser.add_argument("--output", default="mxopt-demo.png",
                         help="where to save the plot (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="for the split, the initial weights and the batches (default: 0)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
