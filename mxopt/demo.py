@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import mxopt
-from mxopt.plotting import schedule_values
+from mxopt.plotting import plot_schedule
 
 BATCH_SIZE = 64
 NO_DECAY = {"dense0/bias": 0.0, "dense1/bias": 0.0}
@@ -145,16 +145,13 @@ def plot(results: list[Result], path: str) -> None:
     for r in results:
         smoothed = np.convolve(r.losses, np.ones(20) / 20, mode="valid")
         losses.plot(np.arange(len(smoothed)) + 20, smoothed, label=r.name)
-        steps = len(r.losses)
-        rates.plot(np.arange(1, steps + 1), schedule_values(r.optimizer.learning_rate, steps),
-                   label=r.name)
+        plot_schedule(r.optimizer.learning_rate, len(r.losses), ax=rates, label=r.name)
     losses.set(title="training loss (mean of 20 steps)", xlabel="step", ylabel="loss",
                yscale="log")
-    rates.set(title="learning rate", xlabel="update count (num_update)", ylabel="learning rate",
-              yscale="log")
+    losses.legend()
+    rates.set(title="learning rate", yscale="log")
     for ax in (losses, rates):
         ax.grid(alpha=0.3)
-        ax.legend()
     fig.suptitle("mxopt demo: MXNet recipes on scikit-learn's digits")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

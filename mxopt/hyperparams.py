@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mxopt import validation
+from mxopt.structure import is_concrete
 
 _CHECKS: dict[str, Callable[[str, object], float]] = {
     "learning_rate": validation.non_negative,
@@ -139,7 +140,7 @@ def encode(**values: float | jax.Array) -> dict[str, jax.Array]:
 
 
 def _placed_like(value: jax.Array, old: jax.Array) -> jax.Array:
-    if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer) and old.committed:
+    if is_concrete(old) and old.committed:
         return jax.device_put(value, old.sharding)
     return value
 

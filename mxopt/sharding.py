@@ -21,18 +21,16 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from mxopt.structure import is_concrete
+
 __all__ = ["constrain", "params_mesh", "partition_states", "place_state", "spec_sharding",
            "state_bytes_per_device"]
-
-
-def _is_concrete(leaf) -> bool:
-    return isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
 
 
 def params_mesh(params: chex.ArrayTree) -> Mesh | None:
     """The mesh of the params' ``NamedSharding``\\ s, or None (traced, unplaced or several)."""
     meshes = {leaf.sharding.mesh for leaf in jax.tree.leaves(params)
-              if _is_concrete(leaf) and isinstance(leaf.sharding, NamedSharding)}
+              if is_concrete(leaf) and isinstance(leaf.sharding, NamedSharding)}
     return meshes.pop() if len(meshes) == 1 else None
 
 
@@ -82,7 +80,7 @@ def place_state(inner: optax.GradientTransformation) -> optax.GradientTransforma
         seen: set[int] = set()
 
         def place(leaf):
-            if not _is_concrete(leaf):
+            if not is_concrete(leaf):
                 return leaf
             if id(leaf) in seen:
                 leaf = jnp.copy(leaf)
@@ -136,7 +134,7 @@ def partition_states(inner: optax.GradientTransformation, mesh: Mesh,
 
     def init_fn(params):
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-            if (_is_concrete(leaf) and isinstance(leaf.sharding, NamedSharding)
+            if (is_concrete(leaf) and isinstance(leaf.sharding, NamedSharding)
                     and not leaf.sharding.is_fully_replicated):
                 raise ValueError(
                     f"partition_states takes params replicated over the mesh; params leaf "

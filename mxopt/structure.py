@@ -29,6 +29,11 @@ def named_leaves(tree: chex.ArrayTree) -> list[tuple[str, Any]]:
     return [(leaf_name(p), leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
+def is_concrete(leaf) -> bool:
+    """Whether ``leaf`` is a JAX array with a value and a placement: not a tracer, not a number."""
+    return isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+
+
 def _short_dtype(dtype) -> str:
     """jax's short names (``f32``, ``bf16``, ``i32``) for numeric dtypes."""
     dtype = jnp.dtype(dtype)
