@@ -16,6 +16,8 @@ reprs do.
 
 from mxopt import (
     checkpoint,
+    counting,
+    hyperparams,
     julia,
     mxnet_files,
     mxnet_import,
@@ -25,6 +27,7 @@ from mxopt import (
     schedules,
     sharding,
 )
+from mxopt.counting import counted, update_count
 from mxopt.hyperparams import get_hyperparams, set_hyperparams
 from mxopt.optimizer import Optimizer, Updater, get_updater
 from mxopt.optimizers import (
@@ -79,6 +82,7 @@ from mxopt.transforms import (
     add_decayed_weights,
     clip,
     momentum_buffer,
+    next_learning_rate,
     rescale,
     scale_by_adam,
     scale_by_learning_rate,
@@ -88,19 +92,20 @@ from mxopt.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate", "MultiFactorScheduler",
-    "Optimizer", "Packed", "PolyScheduler", "Updater", "adadelta", "adagrad", "adam", "adamax",
-    "add_decayed_weights", "add_decoupled_weight_decay", "add_delay_compensation",
-    "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip", "clip_new_weights", "create",
-    "dcasgd", "describe", "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams",
-    "get_updater", "graves_momentum", "groupadagrad", "julia", "lamb", "lars", "lbsgd",
+    "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate",
+    "MultiFactorScheduler", "Optimizer", "Packed", "PolyScheduler", "Updater", "adadelta",
+    "adagrad", "adam", "adamax", "add_decayed_weights", "add_decoupled_weight_decay",
+    "add_delay_compensation", "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip",
+    "clip_new_weights", "counted", "counting", "create", "dcasgd", "describe",
+    "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater",
+    "graves_momentum", "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd",
     "loss_scale", "momentum_buffer", "multi_precision", "mxnet_files", "mxnet_import",
-    "mxnet_test", "nadam", "nag", "optimizer", "pack", "packing", "partition_states",
-    "place_state", "plot_schedule", "precision", "register", "registered_names", "rescale",
-    "rmsprop", "scale_by_adadelta", "scale_by_adagrad", "scale_by_adam", "scale_by_adamax",
-    "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb", "scale_by_langevin",
-    "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate", "scale_by_nadam",
-    "scale_by_rmsprop", "scale_by_signum", "scale_by_trust_ratio", "schedule_values", "schedules",
-    "set_hyperparams", "sgd", "sgld", "sharding", "signum", "state_bytes_per_device", "trace",
-    "unpacking",
+    "mxnet_test", "nadam", "nag", "next_learning_rate", "optimizer", "pack", "packing",
+    "partition_states", "place_state", "plot_schedule", "precision", "register",
+    "registered_names", "rescale", "rmsprop", "scale_by_adadelta", "scale_by_adagrad",
+    "scale_by_adam", "scale_by_adamax", "scale_by_ftml", "scale_by_group_adagrad",
+    "scale_by_lamb", "scale_by_langevin", "scale_by_lars", "scale_by_lbsgd",
+    "scale_by_learning_rate", "scale_by_nadam", "scale_by_rmsprop", "scale_by_signum",
+    "scale_by_trust_ratio", "schedule_values", "schedules", "set_hyperparams", "sgd", "sgld",
+    "sharding", "signum", "state_bytes_per_device", "trace", "unpacking", "update_count",
 ]

@@ -54,17 +54,23 @@ def save(directory: str | os.PathLike, tree: chex.ArrayTree, *,
     return path
 
 
+def _as_array(leaf):
+    """A Python number as the array JAX makes of it (``step=0`` of a fresh ``TrainState``
+    is the int32 a jitted step makes it), other leaves as they are."""
+    return jax.ShapeDtypeStruct((), jax.numpy.asarray(leaf).dtype) if np.isscalar(leaf) else leaf
+
+
 def _described(tree) -> dict[str, tuple]:
     """Each leaf's ``(shape, dtype)`` as saved, by its path (NamedTuple fields and dict keys alike).
 
-    A typed PRNG key is saved as its key data.
+    A typed PRNG key is saved as its key data; dtypes are those JAX computes
+    in (int64 is int32 unless ``jax_enable_x64``).
     """
     def stored(leaf):
-        if not hasattr(leaf, "dtype"):  # a Python number
-            leaf = np.asarray(leaf)
+        leaf = _as_array(leaf)
         if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.eval_shape(jax.random.key_data, leaf)
-        return tuple(leaf.shape), str(leaf.dtype)
+        return tuple(leaf.shape), str(jax.dtypes.canonicalize_dtype(leaf.dtype))
 
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {jax.tree_util.keystr(path, simple=True, separator="/"): stored(leaf)
@@ -98,4 +104,5 @@ def restore(directory: str | os.PathLike, like: chex.ArrayTree) -> chex.ArrayTre
                 raise ValueError(f"the checkpoint at {path} does not match `like` at {name!r}: "
                                  f"{shown['checkpoint']} in the checkpoint, {shown['like']} in "
                                  "`like`")
-        return checkpointer.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
+        template = jax.tree.map(lambda leaf: ocp.utils.to_shape_dtype_struct(_as_array(leaf)), like)
+        return checkpointer.restore(path, template)

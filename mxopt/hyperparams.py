@@ -1,191 +1,275 @@
-"""Hyperparameters held in optimizer state as float32 scalar arrays.
+"""Hyperparameters held in optimizer state, declared by the types of the state's fields.
 
-Keeping ``learning_rate``, ``wd``, ``momentum``, ``beta1``, ... in the state,
-not in the traced function, means a jitted training step is compiled once and
-then takes any value of them: change one between steps with
-:func:`set_hyperparams`, read them with :func:`get_hyperparams`.
+A transform keeps each hyperparameter (``learning_rate``, ``wd``,
+``momentum``, ``beta1``, ...) in its state as a float32 scalar, so a jitted
+training step is compiled once and takes any value of it: change one between
+steps with :func:`set_hyperparams`, read them with :func:`get_hyperparams`.
 
-Where MXNet uses a hyperparameter in double precision on the host (Adam's bias
-correction ``1 - beta**t``), its float32 rounding error is kept too, in a
-``<name>_residual`` field beside it, so ``value + residual`` is the double
-value to float32 precision.
+A field is a hyperparameter because its annotation says so. The state class
+declares it with a :class:`Hyperparameter`, which carries the rule its values
+obey; the transform's constructor checks its arguments by that rule
+(:class:`Given`) and :func:`set_hyperparams` checks new values by the same::
 
-Scalar fields that are not hyperparameters but running values, updated by
-every step, are ``count``, the ``*_residual`` fields, and those a state class
-names in its ``RUNNING`` class attribute (Nadam's schedule product, say).
+    class ScaleByAdamState(NamedTuple):
+        count: jax.Array                    # not declared: a running value
+        beta1: hyperparams.ExactDecayRate   # in [0, 1), held to double precision
+        beta1_residual: jax.Array
+        ...
+
+Where MXNet uses a hyperparameter in double precision on the host (Adam's
+bias correction ``1 - beta**t``), its declaration is ``exact`` and the state
+holds its float32 rounding error too, in the field ``<name>_residual``, so
+``value + residual`` is the double value to float32 precision.
+
+Per-leaf multipliers (``lr_mult``, ``wd_mult``) are declared ``per_leaf``:
+a tree of float32 scalars, one per params leaf, which :func:`set_hyperparams`
+sets from any multiplier spec (:mod:`mxopt.multipliers`).
+
+A value given to a constructor as a JAX array, as ``optax.inject_hyperparams``
+gives them (traced inside ``jit``), belongs to the transform: its update uses
+that array instead of the state's copy (:meth:`Given.injected`). A Python or
+NumPy number is the state's starting value.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mxopt import validation
-from mxopt.structure import is_concrete
+from mxopt import multipliers, validation
+from mxopt.sharding import placed_like
+from mxopt.structure import field_kinds, map_states, state_nodes
 
-_CHECKS: dict[str, Callable[[str, object], float]] = {
-    "learning_rate": validation.non_negative,
-    "wd": validation.non_negative,
-    "rescale_grad": validation.positive,
-    "clip_gradient": validation.positive,
-    "momentum": validation.decay_rate,
-    "beta1": validation.decay_rate,
-    "beta2": validation.decay_rate,
-    "epsilon": validation.positive,
-    "eps": validation.non_negative,
-    "gamma1": validation.decay_rate,
-    "gamma2": validation.decay_rate,
-    "rho": validation.decay_rate,
-    "eta": validation.non_negative,
-    "lamda": validation.non_negative,
-    "lamda1": validation.non_negative,
-    "beta": validation.non_negative,
-    "wd_lh": validation.non_negative,
-    "schedule_decay": validation.non_negative,
-    "lower_bound": validation.positive,
-    "upper_bound": validation.positive,
-    "clip_weights": validation.positive,
-}
 _RESIDUAL = "_residual"
 
 
-def scalar(name: str, value: float | jax.Array) -> jax.Array:
-    """Checks hyperparameter ``name`` and returns it as a float32 scalar.
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+    """Declares a state field a hyperparameter, in its annotation.
 
-    Concrete values are checked by the rule for ``name`` (ValueError naming
-    it); traced values pass through, cast to float32.
+    Attributes:
+      rule: the check of a value, ``rule(name, value)``, one of
+        :mod:`mxopt.validation`'s; it raises ValueError naming the argument.
+      exact: the state also holds ``<name>_residual``, the value's float32
+        rounding error.
+      per_leaf: the field is a tree of values, one per params leaf.
     """
-    if not isinstance(value, jax.core.Tracer):
-        value = _CHECKS.get(name, validation.real)(name, value)
-    return jnp.asarray(value, jnp.float32)
+
+    rule: Callable[[str, object], object]
+    exact: bool = False
+    per_leaf: bool = False
+
+
+Real = Annotated[jax.Array, Hyperparameter(validation.real)]  # f32 scalar
+NonNegative = Annotated[jax.Array, Hyperparameter(validation.non_negative)]  # f32 scalar, >= 0
+Positive = Annotated[jax.Array, Hyperparameter(validation.positive)]  # f32 scalar, > 0
+DecayRate = Annotated[jax.Array, Hyperparameter(validation.decay_rate)]  # f32 scalar in [0, 1)
+ExactDecayRate = Annotated[jax.Array, Hyperparameter(validation.decay_rate, exact=True)]
+ExactNonNegative = Annotated[jax.Array, Hyperparameter(validation.non_negative, exact=True)]
+# f32 scalar per params leaf, each >= 0
+Multipliers = Annotated[chex.ArrayTree, Hyperparameter(validation.non_negative, per_leaf=True)]
+
+
+def declarations(state_class: type) -> dict[str, Hyperparameter]:
+    """The hyperparameter fields of a state class, with their declarations."""
+    return {name: kind for name, kinds in field_kinds(state_class).items()
+            for kind in kinds if isinstance(kind, Hyperparameter)}
 
 
 def residual(value: float | jax.Array) -> jax.Array:
-    """``value - float32(value)`` as a float32 scalar (0 for traced values)."""
-    if isinstance(value, jax.core.Tracer):
+    """``value - float32(value)`` as a float32 scalar (0 for an array, which holds no more)."""
+    if isinstance(value, jax.Array):
         return jnp.zeros((), jnp.float32)
     return jnp.asarray(float(value) - float(np.float32(value)), jnp.float32)
 
 
-def _is_state_node(node: Any) -> bool:
-    return isinstance(node, tuple) and hasattr(node, "_fields")
+def _encoded(name: str, value: Any, declaration: Hyperparameter) -> dict[str, jax.Array]:
+    """A checked value as the state holds it: a float32 scalar, and its residual if exact."""
+    fields = {name: jnp.asarray(value, jnp.float32)}
+    if declaration.exact:
+        fields[name + _RESIDUAL] = residual(value)
+    return fields
 
 
-def _is_hyperparameter(node: Any, field: str, value: Any) -> bool:
-    running = ("count", *getattr(type(node), "RUNNING", ()))
-    return (field not in running and not field.endswith(_RESIDUAL)
-            and isinstance(value, jax.Array | np.ndarray) and jnp.ndim(value) == 0
-            and jnp.issubdtype(jnp.result_type(value), jnp.floating))
+class Given:
+    """The hyperparameters a transform was built with, checked by its state's declarations.
+
+    ``Given(ScaleByAdamState, beta1=0.9, ...)`` checks each value by the rule
+    ``ScaleByAdamState`` declares for it (ValueError naming it); ``None`` is
+    kept as the field's "none" (no clipping, say). :meth:`fields` makes the
+    state's arrays, afresh at each ``init``; :meth:`injected` puts values
+    given as JAX arrays into the state at each update.
+    """
+
+    def __init__(self, state_class: type[NamedTuple], **values: Any):
+        declared = declarations(state_class)
+        self.declared = {name: declared[name] for name in values}
+        self.values = {name: value if value is None or isinstance(value, jax.Array)
+                       else declared[name].rule(name, value) for name, value in values.items()}
+        for name, value in self.values.items():
+            if isinstance(value, jax.Array) and not validation.is_traced(value):
+                declared[name].rule(name, value)
+
+    def fields(self) -> dict[str, jax.Array | None]:
+        """The state's fields for these values: new float32 scalars (and residuals), or None."""
+        fields = {}
+        for name, value in self.values.items():
+            fields.update({name: None} if value is None
+                          else _encoded(name, value, self.declared[name]))
+        return fields
+
+    def injected(self, state: NamedTuple) -> NamedTuple:
+        """``state`` with the values given as JAX arrays in place of its own."""
+        arrays = {name: value for name, value in self.values.items()
+                  if isinstance(value, jax.Array)}
+        if not arrays:
+            return state
+        fields = {}
+        for name, value in arrays.items():
+            fields.update(_encoded(name, value, self.declared[name]))
+        return state._replace(**fields)
 
 
-def walk(node: Any, visit: Callable[[Any], Any]) -> Any:
-    """Rebuilds ``node`` bottom-up, calling ``visit`` on every NamedTuple state."""
-    if _is_state_node(node):
-        node = type(node)(*(walk(child, visit) for child in node))
-        return visit(node)
-    if isinstance(node, (list, tuple)):
-        return type(node)(walk(child, visit) for child in node)
-    if isinstance(node, dict):
-        return {k: walk(v, visit) for k, v in node.items()}
-    return node
+def _is_injection(node: Any) -> bool:
+    """Whether ``node`` is an ``optax.inject_hyperparams`` state, whose ``hyperparams`` rule."""
+    return "hyperparams" in node._fields and isinstance(node.hyperparams, dict)
 
 
-def nodes_of(state: chex.ArrayTree, kind: type) -> list:
-    """Every NamedTuple state of type ``kind`` found in ``state``, inner ones first."""
-    found = []
-
-    def visit(node):
-        if isinstance(node, kind):
-            found.append(node)
-        return node
-
-    walk(state, visit)
-    return found
+def _leaf(field: Any) -> jax.Array:
+    """The one array a scalar field holds (directly, or in a box such as Flax's Variable)."""
+    (leaf,) = jax.tree.leaves(field)
+    return leaf
 
 
-def get_hyperparams(state: chex.ArrayTree) -> dict[str, jax.Array]:
-    """The scalar hyperparameters found anywhere in an optimizer state.
+def get_hyperparams(state: Any) -> dict[str, jax.Array | chex.ArrayTree]:
+    """The hyperparameters held anywhere in ``state``.
+
+    ``state`` is any pytree that holds optimizer states: an mxopt or optax
+    state, a Flax ``TrainState``, ``nnx.Optimizer.opt_state``, a dict...
+    Those of an ``optax.inject_hyperparams`` state are found too.
 
     Returns:
-      A dict from field name (``"learning_rate"``, ``"momentum"``, ...) to its
-      float32 scalar. A name used by several transforms maps to the first.
+      A dict from name (``"learning_rate"``, ``"momentum"``, ...) to its
+      float32 scalar, or to a tree of them for per-leaf multipliers. A name
+      held by several transforms maps to the outermost, first.
     """
-    found: dict[str, jax.Array] = {}
+    found: dict[str, Any] = {}
+    for node in state_nodes(state):
+        if _is_injection(node):
+            for name, value in node.hyperparams.items():
+                found.setdefault(name, _leaf(value))
+        for name, declaration in declarations(type(node)).items():
+            value = getattr(node, name)
+            if value is not None:
+                found.setdefault(name, value if declaration.per_leaf else _leaf(value))
+    return found
+
+
+def _replaced(field: Any, value: jax.Array) -> Any:
+    """``field`` (an array, or a box around one) holding ``value`` in its dtype, placed alike."""
+    leaves, treedef = jax.tree.flatten(field)
+    (old,) = leaves
+    return treedef.unflatten([placed_like(jnp.asarray(value, old.dtype), old)])
+
+
+def set_hyperparams(state: Any, **values: Any) -> Any:
+    """Returns ``state`` with the named hyperparameters replaced wherever it holds them.
+
+    Each value is checked by the rule its field declares, the one the
+    optimizer's constructor applied: ``set_hyperparams(state, eps=0.0)`` is
+    refused where ``adagrad(eps=0.0)`` is. A value may be a Python number, a
+    NumPy scalar or a JAX scalar (a tracer inside ``jit`` passes unchecked);
+    a per-leaf multiplier takes any multiplier spec (:mod:`mxopt.multipliers`).
+    New values keep the dtype and placement of the old, so a jitted step that
+    takes the new state is not compiled again. ``state`` may be any pytree
+    that holds optimizer states, as for :func:`get_hyperparams`; Flax
+    Variables holding values stay Variables.
+
+    Raises:
+      ValueError: a name that is no hyperparameter of ``state`` (the message
+        lists those it has), or a value out of range. Nothing is changed then.
+    """
+    held = get_hyperparams(state)
+    missing = sorted(set(values) - set(held))
+    if missing:
+        raise ValueError(f"no hyperparameter {missing} in this optimizer state; it has "
+                         f"{sorted(held)}")
+    rules: dict[str, list[Hyperparameter]] = {name: [] for name in values}
+    for node in state_nodes(state):
+        for name, declaration in declarations(type(node)).items():
+            if name in values and getattr(node, name) is not None:
+                rules[name].append(declaration)
+    checked = {}
+    for name, value in values.items():
+        for declaration in rules[name] or [Hyperparameter(validation.real)]:
+            if declaration.per_leaf:
+                multipliers.resolve(value, held[name], name)
+            else:
+                checked[name] = declaration.rule(name, value)
 
     def visit(node):
-        for field, value in zip(node._fields, node):
-            if _is_hyperparameter(node, field, value):
-                found.setdefault(field, value)
-        return node
+        changes = {}
+        for name, declaration in declarations(type(node)).items():
+            old = getattr(node, name)
+            if name not in values or old is None:
+                continue
+            if declaration.per_leaf:
+                new = multipliers.resolve(values[name], old, name)
+                changes[name] = jax.tree.map(placed_like, new, old)
+                continue
+            for field, value in _encoded(name, checked[name], declaration).items():
+                changes[field] = _replaced(getattr(node, field), value)
+        if _is_injection(node) and set(values) & set(node.hyperparams):
+            hyperparams = {name: _replaced(old, checked[name]) if name in checked else old
+                           for name, old in node.hyperparams.items()}
+            changes["hyperparams"] = hyperparams
+        return node._replace(**changes) if changes else node
 
-    walk(state, visit)
-    return found
+    return map_states(visit, state)
 
 
 def encode(**values: float | jax.Array) -> dict[str, jax.Array]:
-    """Checks hyperparameter values and returns them with their residuals.
+    """Values as float32 scalars, each with its residual, for :func:`assign` (no checks).
 
     Returns:
-      ``{name: float32 scalar, name + "_residual": float32 scalar}`` for each
-      value, ready for :func:`assign`.
+      ``{name: float32 scalar, name + "_residual": float32 scalar}`` for each value.
     """
-    arrays = {name: scalar(name, value) for name, value in values.items()}
+    arrays = {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
     arrays.update({name + _RESIDUAL: residual(value) for name, value in values.items()})
     return arrays
 
 
-def _placed_like(value: jax.Array, old: jax.Array) -> jax.Array:
-    if is_concrete(old) and old.committed:
-        return jax.device_put(value, old.sharding)
-    return value
-
-
-def assign(state: chex.ArrayTree, encoded: dict[str, jax.Array]) -> chex.ArrayTree:
-    """Returns ``state`` with the fields named in ``encoded`` (from :func:`encode`) replaced.
+def assign(state: Any, encoded: dict[str, jax.Array]) -> Any:
+    """Returns ``state`` with the hyperparameters named in ``encoded`` (from :func:`encode`)
+    replaced, and their residuals where their fields are exact.
 
     No checks: it runs inside ``jit`` too, with ``encoded`` traced, which is
-    how a compiled step takes new values without a recompile. Names the
-    state does not have are ignored. Outside ``jit`` each new value is put
-    on the devices of the old, with its sharding, so a jitted step that
-    takes a state placed on a mesh is not compiled again for it.
+    how a compiled step takes new values without a recompile. A per-leaf
+    field takes one value for all its leaves. Names the state does not hold
+    are ignored. Outside ``jit`` each new value is placed as the old.
     """
 
     def visit(node):
-        changes = {f: _placed_like(encoded[f], v) for f, v in zip(node._fields, node)
-                   if f in encoded and (f.endswith(_RESIDUAL) or _is_hyperparameter(node, f, v))}
+        changes = {}
+        for name, declaration in declarations(type(node)).items():
+            old = getattr(node, name)
+            if name not in encoded or old is None:
+                continue
+            if declaration.per_leaf:
+                changes[name] = jax.tree.map(functools.partial(placed_like, encoded[name]), old)
+                continue
+            changes[name] = placed_like(encoded[name], old)
+            if declaration.exact:
+                residual_field = name + _RESIDUAL
+                changes[residual_field] = placed_like(encoded[residual_field],
+                                                       getattr(node, residual_field))
         return node._replace(**changes) if changes else node
 
-    return walk(state, visit)
-
-
-def set_hyperparams(state: chex.ArrayTree, **values: float | jax.Array) -> chex.ArrayTree:
-    """Returns ``state`` with the named hyperparameters replaced.
-
-    Values keep the state's dtype, so a jitted step that takes the new state
-    is not recompiled. Each value is checked as at construction.
-
-    Raises:
-      ValueError: a name that is no hyperparameter of this state (the message
-        lists those it has), or a value out of range.
-    """
-    missing = set(values) - set(get_hyperparams(state))
-    if missing:
-        raise ValueError(f"no hyperparameter {sorted(missing)} in this optimizer state; it has "
-                         f"{sorted(get_hyperparams(state))}")
-    return assign(state, encode(**values))
-
-
-def set_count(state: chex.ArrayTree, count: int) -> chex.ArrayTree:
-    """Returns ``state`` with every ``count`` field (the update counts) set to ``count``."""
-
-    def visit(node):
-        if "count" not in node._fields:
-            return node
-        return node._replace(count=_placed_like(jnp.asarray(count, jnp.int32), node.count))
-
-    return walk(state, visit)
+    return map_states(visit, state)

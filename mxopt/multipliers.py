@@ -67,6 +67,7 @@ def resolve(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> chex.Arra
 def _values(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> list[float]:
     """The multiplier of each leaf of ``params``, in flattening order, checked."""
     leaves = named_leaves(params)
+    spec = validation.host_number(arg, spec)
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         values = [spec] * len(leaves)
     elif callable(spec):
@@ -80,7 +81,7 @@ def _values(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> list[floa
         values = [spec.get(name, 1.0) for name, _ in leaves]
     else:
         skeleton = lambda tree: jax.tree_util.tree_map(lambda _: 0, tree)
-        TreeSignature(skeleton(params)).check(skeleton(spec), arg)
+        TreeSignature(skeleton(params), "params").check(skeleton(spec), arg)
         values = jax.tree_util.tree_leaves(spec)
     for (name, _), value in zip(leaves, values):
         validation.non_negative(f"{arg}[{name!r}]", value)

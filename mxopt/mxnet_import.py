@@ -50,10 +50,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mxopt import hyperparams, schedules
+from mxopt import counting, schedules
 from mxopt.mxnet_files import MXNetObject, MXNetStates, load_states
 from mxopt.optimizer import Index, Optimizer
-from mxopt.structure import named_leaves
+from mxopt.structure import map_states, named_leaves
 
 Source = str | os.PathLike | bytes | MXNetStates
 
@@ -235,7 +235,7 @@ def _fill(state: optax.OptState, params: optax.Params,
                 placed.add(field)
         return node._replace(**changes) if changes else node
 
-    state = hyperparams.walk(state, visit)
+    state = map_states(visit, state)
     if wanted - placed:
         raise MXNetImportError(f"MXNet's states hold {sorted(wanted - placed)}, which this "
                                "optimizer's state has no place for")
@@ -304,4 +304,4 @@ def import_state(source: Source, params: optax.Params, optimizer: Optimizer, *,
     slots = [_slots(_layout(optimizer, jnp.result_type(leaf)), saved[i], w)
              for i, (_, leaf), w in zip(leaf_indices, named_leaves(params), where)]
     state = _fill(optimizer.init(params, indices=indices), params, slots, where)
-    return hyperparams.set_count(state, counts.pop())
+    return counting.set_count(state, counts.pop())

@@ -38,9 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mxopt import hyperparams, npz, optimizers, registry, schedules
+from mxopt import counting, hyperparams, npz, optimizers, registry, schedules, validation
 from mxopt.optimizers.lars import is_exempt
-from mxopt.structure import named_leaves
+from mxopt.structure import check_trees, named_leaves
 
 Index = int | str
 
@@ -60,8 +60,9 @@ class Optimizer:
     """MXNet's ``Optimizer``: the base class; build one through a subclass or by name.
 
     ``Optimizer.create_optimizer("adam", learning_rate=0.01)`` or
-    ``Adam(learning_rate=0.01)``. Arguments are MXNet's, by keyword: the
-    algorithm's own (``momentum``, ``beta1``, ...) and the base ones,
+    ``Adam(0.01)``. Arguments are MXNet's: the algorithm's own (``momentum``,
+    ``beta1``, ...), by position in MXNet's order or by keyword, and the base
+    ones by keyword,
     ``rescale_grad``, ``param_idx2name``, ``wd``, ``clip_gradient``,
     ``learning_rate``, ``lr_scheduler``, ``sym``, ``begin_num_update``,
     ``multi_precision``, ``param_dict``. ``sym`` is a mapping from parameter
@@ -91,13 +92,13 @@ class Optimizer:
         """The keyword arguments the class takes, with their defaults.
 
         Those of its transform and MXNet's base ones, besides ``param_idx2name``,
-        ``sym`` and ``param_dict``.
+        ``sym`` and ``param_dict`` (and ``lr_mult``/``wd_mult``, set by methods).
         """
+        base = {f.name: f.default for f in dataclasses.fields(optimizers.Base)}
         own = {name: p.default for name, p in inspect.signature(cls.transform).parameters.items()
                if p.default is not inspect.Parameter.empty}
-        base = {f.name: f.default for f in dataclasses.fields(optimizers.Base)
-                if f.name not in ("lr_mult", "wd_mult")}
-        return {**base, **own}
+        return {name: default for name, default in {**base, **own}.items()
+                if name not in ("lr_mult", "wd_mult")}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -108,8 +109,8 @@ class Optimizer:
             cls.__doc__ = (f"MXNet's ``{cls.__name__}``, updating as "
                            f":func:`{transform.__module__}.{transform.__name__}`.")
 
-    def __init__(self, *, param_idx2name: Mapping[Index, str] | None = None, sym: Any = None,
-                 param_dict: Mapping[Index, Any] | None = None, **kwargs):
+    def __init__(self, *args, param_idx2name: Mapping[Index, str] | None = None,
+                 sym: Any = None, param_dict: Mapping[Index, Any] | None = None, **kwargs):
         if type(self).transform is None:
             raise TypeError(f"{type(self).__name__} has no transform; build an optimizer with "
                             "Optimizer.create_optimizer(name, ...) or a subclass such as SGD")
@@ -119,15 +120,18 @@ class Optimizer:
                                 f"set_{arg}() (or mxopt.create(..., {arg}=...) for pytrees)")
         if param_idx2name is not None and not isinstance(param_idx2name, Mapping):
             raise ValueError(f"param_idx2name must map indices to names, got {param_idx2name!r}")
-        rate = self.transform(**kwargs).learning_rate  # checks kwargs; MXNet's precedence
+        rate = self.transform(*args, **kwargs).learning_rate  # checks them; MXNet's precedence
+        kwargs = _keywords(self.transform, args, kwargs)
         scheduled = callable(rate)
         args = {**self.defaults(), **kwargs,
                 "learning_rate": None if scheduled else rate,
                 "lr_scheduler": rate if scheduled else None}
-        # One leaf and scalar multipliers: every tunable value is a scalar in the state.
+        # One leaf and scalar multipliers: every tunable value is a scalar in the state,
+        # whose fields declare the rules their values obey.
         probe = self.transform(**args, lr_mult=1.0, wd_mult=1.0).init(jnp.zeros((1, 1)))
         held = set(hyperparams.get_hyperparams(probe))
         object.__setattr__(self, "_args", args)
+        object.__setattr__(self, "_probe", probe)
         object.__setattr__(self, "_tunable", frozenset(held & set(args)))
         self._multiplied = tuple(kind for kind in ("lr", "wd") if f"{kind}_mult" in held)
         self._steps: dict[tuple, Callable] = {}
@@ -158,8 +162,8 @@ class Optimizer:
     def __setattr__(self, name: str, value: Any):
         key = "learning_rate" if name == "lr" else name
         if key in self.__dict__.get("_tunable", ()):
-            hyperparams.encode(**{key: value})  # a bad value fails here, naming it
-            self._args[key] = value
+            hyperparams.set_hyperparams(self._probe, **{key: value})  # a bad value fails here
+            self._args[key] = validation.host_number(key, value)
         elif key == "learning_rate" and self.lr_scheduler is not None:
             self.set_learning_rate(value)
         elif key in self.__dict__.get("_args", {}):
@@ -225,9 +229,11 @@ class Optimizer:
     # -- per-index updates, as MXNet's -------------------------------------
 
     def _transform(self, multi_precision: bool, **overrides) -> optax.GradientTransformation:
-        """The transform of the current arguments, with scalar multipliers unless overridden."""
-        return self.transform(**{**self._args, "lr_mult": 1.0, "wd_mult": 1.0, **overrides,
-                                 "multi_precision": multi_precision and self.multi_precision})
+        """The transform of the current arguments, with scalar multipliers unless overridden,
+        and errors that name the leaf where weights, grads and state disagree."""
+        return check_trees(self.transform(**{
+            **self._args, "lr_mult": 1.0, "wd_mult": 1.0, **overrides,
+            "multi_precision": multi_precision and self.multi_precision}))
 
     def _step(self, multi_precision: bool, **index_arguments) -> Callable:
         """The compiled one-index update (jit caches it per weight shape and dtype)."""
@@ -259,7 +265,7 @@ class Optimizer:
         state = tx.init(jnp.asarray(weight))
         state = hyperparams.assign(state, self._hyper(index))
         if index in self._index_update_count:  # a new state for an index already updated
-            state = hyperparams.set_count(state, self._index_update_count[index])
+            state = counting.set_count(state, self._index_update_count[index])
         return state
 
     def create_state(self, index: Index, weight: jax.Array) -> optax.OptState:
@@ -449,6 +455,16 @@ class Optimizer:
             transform = registry.lookup(name)  # ValueError for an unknown name, listing all
             Optimizer.opt_registry[key] = type(key, (Optimizer,), {"transform": transform})
         return Optimizer.opt_registry[key](**kwargs)
+
+
+def _keywords(function: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """``function``'s arguments ``args`` and ``kwargs``, all by name."""
+    signature = inspect.signature(function)
+    bound = signature.bind(*args, **kwargs).arguments
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            bound.update(bound.pop(name, {}))
+    return bound
 
 
 def _pairs(mapping: Mapping) -> list[list]:

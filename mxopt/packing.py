@@ -113,7 +113,7 @@ class Layout:
 
     def pack(self, tree: chex.ArrayTree) -> Packed:
         """``tree`` (of this layout's structure, shapes and dtypes) packed."""
-        TreeSignature(self.leaves()).check(tree, "tree to pack")
+        TreeSignature(self.leaves(), "leaves packed").check(tree, "tree to pack")
         leaves = jax.tree_util.tree_leaves(tree)
         buffers = {}
         for dtype, blocks in self.blocks.items():

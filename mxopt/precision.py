@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import hyperparams, validation
-from mxopt.structure import readable
+from mxopt.structure import readable, state_nodes
 
 LOW_PRECISION = (jnp.float16, jnp.bfloat16)
 
@@ -105,8 +105,8 @@ def apply_if_finite(inner: optax.GradientTransformation) -> optax.GradientTransf
     """
 
     def init_fn(params):
-        zero = jnp.zeros((), jnp.int32)
-        return ApplyIfFiniteState(zero, zero, jnp.asarray(True), inner.init(params))
+        return ApplyIfFiniteState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
+                                  jnp.asarray(True), inner.init(params))
 
     def update_fn(updates, state, params=None):
         finite = all_finite(updates)
@@ -128,8 +128,6 @@ class DynamicLossScaleState(NamedTuple):
     next_loss_scale: jax.Array  # float32: the scale after this step's check (MXNet's lag)
     unskipped: jax.Array  # int32: finite steps since the scale last changed
     guarded: ApplyIfFiniteState  # the skip counters and the inner state
-
-    RUNNING = ("loss_scale", "next_loss_scale")
 
 
 def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float = 2.0**16,
@@ -171,9 +169,9 @@ def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float
     guarded = apply_if_finite(inner)
 
     def init_fn(params):
-        scale = jnp.asarray(init_scale, jnp.float32)
-        return DynamicLossScaleState(scale, scale, jnp.zeros((), jnp.int32),
-                                     guarded.init(params))
+        return DynamicLossScaleState(jnp.asarray(init_scale, jnp.float32),
+                                     jnp.asarray(init_scale, jnp.float32),
+                                     jnp.zeros((), jnp.int32), guarded.init(params))
 
     def update_fn(updates, state, params=None):
         rescale = hyperparams.get_hyperparams(state.guarded.inner).get("rescale_grad")
@@ -205,7 +203,7 @@ def loss_scale(state: optax.OptState) -> jax.Array:
     Raises:
       ValueError: ``state`` holds no :func:`dynamic_loss_scale` state.
     """
-    found = hyperparams.nodes_of(state, DynamicLossScaleState)
+    found = [node for node in state_nodes(state) if isinstance(node, DynamicLossScaleState)]
     if not found:
         raise ValueError("this optimizer state has no dynamic_loss_scale state")
-    return found[-1].loss_scale
+    return found[0].loss_scale

@@ -1,11 +1,14 @@
 """Optimizer state on its params' devices: sharded training and ZeRO stage 1.
 
-Every state leaf shaped like a param is made by ``zeros_like`` or arithmetic
-on the param, so it has the param's sharding, and a jitted update of sharded
+Every state leaf shaped like a param is made by :func:`zeros_like` or
+arithmetic on the param, so it has the param's sharding, outside ``jit`` and
+inside (where a constant would get none), and a jitted update of sharded
 params computes each shard where it lies: no state or param is gathered.
 :func:`place_state` places the rest of the state (hyperparameters, counts,
 PRNG keys) replicated on the params' mesh, so the first jitted step returns a
-state placed like the one it took and is not compiled again.
+state placed like the one it took and is not compiled again; inside ``jit``
+the count is made from the params (:func:`zero_from`), which puts the whole
+computation, and so the state, on their devices.
 
 :func:`partition_states` is ZeRO stage 1: params stay replicated over the
 data-parallel axis while each state leaf is split along it, so each device
@@ -23,8 +26,8 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from mxopt.structure import is_concrete
 
-__all__ = ["constrain", "params_mesh", "partition_states", "place_state", "spec_sharding",
-           "state_bytes_per_device"]
+__all__ = ["constrain", "params_mesh", "partition_states", "place_state", "placed_like",
+           "spec_sharding", "state_bytes_per_device", "zero_from", "zeros_like"]
 
 
 def params_mesh(params: chex.ArrayTree) -> Mesh | None:
@@ -64,35 +67,65 @@ def constrain(x: jax.Array, sharding: NamedSharding) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, sharding)
 
 
-def place_state(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Wraps ``inner`` so that ``init`` gives each state leaf a buffer of its own, placed.
+def _zeros_like_leaf(x: jax.Array) -> jax.Array:
+    if not isinstance(x, jax.core.Tracer):
+        return jnp.zeros_like(x)  # with x's sharding when x is placed
+    # Inside jit a constant has no sharding, and a computation that reads no
+    # input is compiled for one device; zeros computed from x have x's
+    # sharding. They are +0 for every x, inf and NaN included.
+    return jnp.where(jnp.isnan(x), 0, jnp.minimum(jnp.abs(x), 0)).astype(x.dtype)
 
-    Leaves that share a buffer (two moments made from one ``zeros_like``)
-    get a copy each, so a jitted step may donate the state. Leaves not on
-    the params' mesh (scalar hyperparameters and counts, PRNG keys) are
-    replicated on it; params that are traced, or not placed on one mesh by
-    ``NamedSharding``, leave them where ``inner`` made them.
+
+def zeros_like(tree: chex.ArrayTree) -> chex.ArrayTree:
+    """Zeros shaped, typed and placed like each leaf of ``tree``, inside ``jit`` too.
+
+    Each call makes new buffers, so two states (or two moments of one)
+    never share one, and any state can be donated.
+    """
+    return jax.tree.map(_zeros_like_leaf, tree)
+
+
+def zero_from(params: chex.ArrayTree, dtype) -> jax.Array:
+    """A scalar 0 of ``dtype``, computed from the params when they are traced.
+
+    A count or hyperparameter plus it is placed, by ``jax.jit(init)``, on the
+    params' devices, replicated (see the module docstring).
+    """
+    leaves = jax.tree.leaves(params)
+    if not leaves or not isinstance(leaves[0], jax.core.Tracer):
+        return jnp.zeros((), dtype)
+    return jnp.sum(_zeros_like_leaf(leaves[0])).astype(dtype)
+
+
+def placed_like(value: jax.Array, old: jax.Array) -> jax.Array:
+    """``value`` on the devices of ``old``, with its sharding, if ``old`` is placed (committed)."""
+    if is_concrete(old) and old.committed:
+        return jax.device_put(value, old.sharding)
+    return value
+
+
+def place_state(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Wraps ``inner`` so that ``init`` places every state leaf on the params' mesh.
+
+    Leaves not on the params' mesh (scalar hyperparameters and counts, PRNG
+    keys) are replicated on it; params that are traced, or not placed on one
+    mesh by ``NamedSharding``, leave them where ``inner`` made them.
     """
 
     def init_fn(params):
         state = inner.init(params)
         mesh = params_mesh(params)
-        seen: set[int] = set()
 
         def place(leaf):
-            if not is_concrete(leaf):
-                return leaf
-            if id(leaf) in seen:
-                leaf = jnp.copy(leaf)
-            seen.add(id(leaf))
-            on_mesh = isinstance(leaf.sharding, NamedSharding) and leaf.sharding.mesh == mesh
-            if mesh is None or on_mesh:
+            if mesh is None or not is_concrete(leaf) or (
+                    isinstance(leaf.sharding, NamedSharding) and leaf.sharding.mesh == mesh):
                 return leaf
             return jax.device_put(leaf, spec_sharding(mesh, leaf.ndim))
 
         return jax.tree.map(place, state)
 
-    return optax.GradientTransformation(init_fn, inner.update)
+    return optax.GradientTransformationExtraArgs(
+        init_fn, optax.with_extra_args_support(inner).update)
 
 
 def partition_states(inner: optax.GradientTransformation, mesh: Mesh,

@@ -1,16 +1,27 @@
-"""Leaf names, the checks that params, grads and state belong together, and states' reprs.
+"""Leaf names, the declared kinds of state fields, the opt-in checks that params, grads
+and state belong together, and states' reprs.
 
 A leaf's *name* is its key path in the params pytree, keys joined by ``/``:
 ``{"dense": {"w": ...}}`` names its leaf ``"dense/w"``, a list's elements are
-named by their index (``"layers/0/w"``) and a dataclass field by its name.
-Multipliers given by name (:mod:`mxopt.multipliers`) and every error message
-use these names. :func:`describe` renders a state for reading: hyperparameters
-by value, moments by dtype and shape.
+named by their index (``"layers/0/w"``) and a dataclass field by its name. A
+trailing ``.value`` is left out: Flax's ``Variable`` holds its array there, so
+a tree of Variables (what ``nnx.Optimizer`` gives ``init``) names its leaves
+as the plain arrays it holds do (what it gives ``update``). Multipliers given
+by name (:mod:`mxopt.multipliers`) and every error message use these names.
+
+A state is a pytree of ``NamedTuple`` nodes; a field's annotation may say what
+it holds: :data:`LikeParams` (one array per param, of its shape), or a
+hyperparameter (:mod:`mxopt.hyperparams`). :func:`describe` renders a state
+for reading: hyperparameters by value, moments by dtype and shape.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+import sys
+import typing
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, NamedTuple
 
 import chex
 import jax
@@ -18,9 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+_BOX_KEY = jax.tree_util.GetAttrKey("value")
+
 
 def leaf_name(path: tuple) -> str:
-    """The name of the leaf at key path ``path``: its keys joined by ``/``."""
+    """The name of the leaf at key path ``path``: its keys joined by ``/``, but a last .value."""
+    if path and path[-1] == _BOX_KEY:
+        path = path[:-1]
     return jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
 
 
@@ -32,6 +47,64 @@ def named_leaves(tree: chex.ArrayTree) -> list[tuple[str, Any]]:
 def is_concrete(leaf) -> bool:
     """Whether ``leaf`` is a JAX array with a value and a placement: not a tracer, not a number."""
     return isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+
+
+def is_state_node(node: Any) -> bool:
+    """Whether ``node`` is a ``NamedTuple``, the node every optax and mxopt state is made of."""
+    return isinstance(node, tuple) and hasattr(node, "_fields")
+
+
+def state_nodes(tree: Any) -> Iterator[NamedTuple]:
+    """Every ``NamedTuple`` in ``tree`` (any pytree: dicts, dataclasses, Flax's states, ...),
+    each before those it holds."""
+    for node in jax.tree.leaves(tree, is_leaf=is_state_node):
+        if is_state_node(node):
+            yield node
+            for child in node:
+                yield from state_nodes(child)
+
+
+def map_states(fn: Callable[[NamedTuple], NamedTuple], tree: Any) -> Any:
+    """``tree`` with every ``NamedTuple`` in it replaced by ``fn`` of it, inner ones first."""
+    def visit(node):
+        if not is_state_node(node):
+            return node
+        return fn(type(node)(*(map_states(fn, child) for child in node)))
+
+    return jax.tree.map(visit, tree, is_leaf=is_state_node)
+
+
+def _metadata(hint: Any) -> tuple:
+    if typing.get_origin(hint) is Annotated:
+        return hint.__metadata__
+    return tuple(m for arg in typing.get_args(hint) for m in _metadata(arg))  # ``X | None``
+
+
+@functools.cache
+def field_kinds(state_class: type) -> dict[str, tuple]:
+    """The ``Annotated`` metadata of each annotated field of a ``NamedTuple`` class."""
+    namespace = vars(sys.modules[state_class.__module__])
+    kinds = {}
+    for name, hint in getattr(state_class, "__annotations__", {}).items():
+        if isinstance(hint, typing.ForwardRef):  # NamedTuple's form of a postponed annotation
+            hint = hint.__forward_arg__
+        if isinstance(hint, str):  # postponed (``from __future__ import annotations``)
+            try:
+                hint = eval(hint, namespace)  # the class's own annotation
+            except Exception:  # a foreign class's annotation that does not resolve
+                continue
+        if _metadata(hint):
+            kinds[name] = _metadata(hint)
+    return kinds
+
+
+class _LikeParams:
+    def __repr__(self):
+        return "LikeParams"
+
+
+_LIKE_PARAMS = _LikeParams()
+LikeParams = Annotated[optax.Updates, _LIKE_PARAMS]  # one array per params leaf, of its shape
 
 
 def _short_dtype(dtype) -> str:
@@ -114,82 +187,63 @@ def check_float_leaves(tree: chex.ArrayTree, what: str = "params") -> None:
                 "example with optax.masked or a separate collection).")
 
 
-@jax.tree_util.register_static
 class TreeSignature:
-    """The structure and leaf shapes of a params tree, held in optimizer state.
+    """The leaf names and shapes of a tree, to check that another tree matches it."""
 
-    It has no array leaves: jit treats it as static, so it costs nothing at run
-    time, and lets every update check that grads, params and state match.
-    """
-
-    def __init__(self, tree: chex.ArrayTree):
-        leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-        self.paths = tuple(leaf_name(p) for p, _ in leaves)
+    def __init__(self, tree: chex.ArrayTree,
+                 what: str = "params the optimizer state was built for"):
+        leaves = named_leaves(tree)
+        self.what = what
+        self.paths = tuple(name for name, _ in leaves)
         self.shapes = tuple(tuple(jnp.shape(x)) for _, x in leaves)
-        self.treedef = jax.tree_util.tree_structure(tree)
-
-    def __eq__(self, other):
-        return (isinstance(other, TreeSignature) and self.treedef == other.treedef
-                and self.shapes == other.shapes)
-
-    def __hash__(self):
-        return hash((self.treedef, self.shapes))
-
-    def __repr__(self):
-        count = len(self.paths)
-        return f"TreeSignature({count} {'leaf' if count == 1 else 'leaves'})"
 
     def check(self, tree: chex.ArrayTree, what: str) -> None:
-        """Raises ValueError naming the first path where ``tree`` differs."""
-        other = TreeSignature(tree)
+        """Raises ValueError naming the first leaf where ``tree`` (``what``) differs."""
+        other = TreeSignature(tree, what)
         for path, shape, other_path, other_shape in zip(
                 self.paths, self.shapes, other.paths, other.shapes):
             if path != other_path:
-                raise ValueError(
-                    f"{what} do not match the params the optimizer state was built for: first "
-                    f"difference at {path!r} (state) vs {other_path!r} ({what})")
+                raise ValueError(f"{what} do not match the {self.what}: first difference at "
+                                 f"{path!r} (the {self.what}) vs {other_path!r} ({what})")
             if shape != other_shape:
-                raise ValueError(
-                    f"{what} leaf {path!r} has shape {other_shape}, but the optimizer state was "
-                    f"built for shape {shape}")
+                raise ValueError(f"{what} leaf {path!r} has shape {other_shape}, but the "
+                                 f"{self.what} have shape {shape}")
         if len(self.paths) != len(other.paths):
-            longer, side = (self, "state") if len(self.paths) > len(other.paths) else (other, what)
+            longer = self if len(self.paths) > len(other.paths) else other
             extra = longer.paths[min(len(self.paths), len(other.paths))]
-            raise ValueError(
-                f"{what} do not match the params the optimizer state was built for: leaf "
-                f"{extra!r} is only in the {side}")
-        if self.treedef != other.treedef:
-            raise ValueError(
-                f"{what} have the same leaf names as the params but different containers: "
-                f"{other.treedef} vs {self.treedef}")
+            raise ValueError(f"{what} do not match the {self.what}: leaf {extra!r} is only in "
+                             f"the {longer.what}")
 
 
-@readable
-class CheckedState(NamedTuple):
-    """State of :func:`check_trees`, the outer state of every mxopt optimizer."""
-    signature: TreeSignature  # static: structure and shapes of the params
-    inner: optax.OptState
+def _params_like_fields(state: optax.OptState) -> Iterator[chex.ArrayTree]:
+    for node in state_nodes(state):
+        for field, kinds in field_kinds(type(node)).items():
+            if _LIKE_PARAMS in kinds and getattr(node, field) is not None:
+                yield getattr(node, field)
 
 
 def check_trees(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Wraps ``inner`` so that mismatched trees fail with a clear error.
+    """``inner``, with errors that name the leaf where params, grads and state disagree.
 
     ``init`` rejects params with integer or boolean leaves (TypeError naming
-    the leaf); ``update`` rejects grads or params whose structure or shapes
-    differ from those the state was built for (ValueError naming the first
-    differing path). The checks run while tracing: no cost inside ``jit``.
+    the leaf); ``update`` rejects grads whose leaves differ, by name or shape,
+    from the params' and from those of the state's :data:`LikeParams` fields
+    (ValueError naming the first difference). Names follow the rule above, so
+    a tree of Flax Variables at ``init`` matches its plain arrays at
+    ``update``. The checks run while tracing: no cost inside ``jit``. The
+    state is ``inner``'s.
     """
 
     def init_fn(params):
         check_float_leaves(params)
-        return CheckedState(TreeSignature(params), inner.init(params))
+        return inner.init(params)
 
-    def update_fn(updates, state, params=None):
-        state.signature.check(updates, "grads")
+    def update_fn(updates, state, params=None, **extra_args):
         check_float_leaves(updates, "grads")
         if params is not None:
-            state.signature.check(params, "params")
-        updates, inner_state = inner.update(updates, state.inner, params)
-        return updates, CheckedState(state.signature, inner_state)
+            TreeSignature(params, "params").check(updates, "grads")
+        for field in _params_like_fields(state):
+            TreeSignature(field).check(updates, "grads")
+        return optax.with_extra_args_support(inner).update(updates, state, params, **extra_args)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,10 +1,12 @@
 """The gradient transformations MXNet's optimizers are made of.
 
 Each is an ``optax.GradientTransformation`` over pytrees whose
-hyperparameters live in its state as float32 scalars (see
-:mod:`mxopt.hyperparams`), so they can change between steps without a
-recompile. mxopt's optimizers are ``optax.chain``\\ s of these, in MXNet's
-order of operations.
+hyperparameters live in its state as float32 scalars, declared by the state's
+field types (see :mod:`mxopt.hyperparams`), so they can change between steps
+without a recompile. mxopt's optimizers are chains of these, in MXNet's order
+of operations, behind one update counter (:func:`mxopt.counted`); those that
+read the count (the learning rate, Adam's bias correction) take it from the
+chain, and alone keep their own.
 
 Hyperparameters are cast to each leaf's dtype before use, so a float16
 leaf (without ``multi_precision``) is updated in float16, as MXNet does.
@@ -15,27 +17,31 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, multipliers, validation
+from mxopt import multipliers, validation
+from mxopt.counting import counted, update_count
+from mxopt.hyperparams import DecayRate, ExactDecayRate, Given, Multipliers, NonNegative, Positive
 from mxopt.multipliers import MultiplierSpec
 from mxopt.numerics import complement, like, one_minus_power, tree_map
 from mxopt.schedules import Schedule
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable, state_nodes
 
 
-def _elementwise(state: NamedTuple, fn) -> optax.GradientTransformation:
+def _elementwise(given: Given, state_class: type[NamedTuple],
+                 fn) -> optax.GradientTransformation:
     """A transform applying ``fn(g, h)`` to every leaf, ``h`` the state's one hyperparameter."""
 
     def init_fn(params):
         del params
-        return state
+        return state_class(**given.fields())
 
     def update_fn(updates, state, params=None):
         del params
+        state = given.injected(state)
         (h,) = state
         return tree_map(lambda g: fn(g, like(h, g)), updates), state
 
@@ -44,7 +50,7 @@ def _elementwise(state: NamedTuple, fn) -> optax.GradientTransformation:
 
 @readable
 class RescaleState(NamedTuple):
-    rescale_grad: jax.Array  # f32 scalar
+    rescale_grad: Positive
 
 
 def rescale(rescale_grad: float = 1.0) -> optax.GradientTransformation:
@@ -53,13 +59,13 @@ def rescale(rescale_grad: float = 1.0) -> optax.GradientTransformation:
     Args:
       rescale_grad: the factor, often ``1 / batch_size``; must be > 0.
     """
-    return _elementwise(RescaleState(hyperparams.scalar("rescale_grad", rescale_grad)),
+    return _elementwise(Given(RescaleState, rescale_grad=rescale_grad), RescaleState,
                         lambda g, r: r * g)
 
 
 @readable
 class ClipState(NamedTuple):
-    clip_gradient: jax.Array  # f32 scalar
+    clip_gradient: Positive
 
 
 def clip(clip_gradient: float | None = None) -> optax.GradientTransformation:
@@ -72,14 +78,14 @@ def clip(clip_gradient: float | None = None) -> optax.GradientTransformation:
     """
     if clip_gradient is None:
         return optax.identity()
-    return _elementwise(ClipState(hyperparams.scalar("clip_gradient", clip_gradient)),
+    return _elementwise(Given(ClipState, clip_gradient=clip_gradient), ClipState,
                         lambda g, c: jnp.clip(g, -c, c))
 
 
 @readable
 class AddDecayedWeightsState(NamedTuple):
-    wd: jax.Array  # f32 scalar
-    wd_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
+    wd: NonNegative
+    wd_mult: Multipliers | None  # None for all 1
 
 
 def add_decayed_weights(wd: float = 0.0,
@@ -90,26 +96,27 @@ def add_decayed_weights(wd: float = 0.0,
       wd: the weight-decay coefficient (L2 penalty ``wd/2 * |w|^2``), >= 0.
       wd_mult: per-leaf multipliers (see :mod:`mxopt.multipliers`).
     """
-    initial = hyperparams.scalar("wd", wd)
+    given = Given(AddDecayedWeightsState, wd=wd)
 
     def init_fn(params):
-        return AddDecayedWeightsState(initial, multipliers.resolve(wd_mult, params, "wd_mult"))
+        return AddDecayedWeightsState(**given.fields(),
+                                      wd_mult=multipliers.resolve(wd_mult, params, "wd_mult"))
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("weight decay needs params: call update(grads, state, params)")
+        state = given.injected(state)
         decay = multipliers.per_leaf(state.wd, state.wd_mult, updates)
         return tree_map(lambda g, w, d: g + like(d, g) * w.astype(g.dtype),
-                    updates, params, decay), state
+                        updates, params, decay), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 @readable
-class ScaleByLearningRateState(NamedTuple):
-    count: jax.Array  # i32 scalar: MXNet's num_update, updates applied so far
-    learning_rate: jax.Array | None  # f32 scalar; None when a schedule sets it
-    lr_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
+class LearningRateState(NamedTuple):
+    learning_rate: NonNegative | None  # None when a schedule sets it
+    lr_mult: Multipliers | None  # None for all 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,20 +124,21 @@ class LearningRate:
     """Each leaf's learning rate at each update, for transforms that need it.
 
     ``lr = learning_rate * lr_mult``, where ``learning_rate`` is a number
-    held in the state or ``schedule(num_update)``; ``num_update`` counts
-    updates from ``begin_num_update`` and the first update sees
+    held in the state or ``schedule(num_update)``; ``num_update`` is the
+    update count (:func:`mxopt.counted`), so the first update sees
     ``begin_num_update + 1``, as in MXNet. With a schedule the state holds no
     ``learning_rate``, so ``set_hyperparams`` refuses one, as MXNet's
     ``set_learning_rate`` does under a scheduler.
 
     A transform whose update is not linear in the rate (FTRL, FTML, ...)
-    keeps a :class:`ScaleByLearningRateState` from :meth:`init` in its own
-    state and calls :meth:`next` once per update.
+    keeps a :class:`LearningRateState` from :meth:`init` in its own state and
+    calls :meth:`at` with each update's count.
 
     Args:
       learning_rate: a number >= 0 or a schedule of the update count.
       lr_mult: per-leaf multipliers (see :mod:`mxopt.multipliers`).
-      begin_num_update: the update count the run starts from.
+      begin_num_update: the update count a transform using it alone counts
+        from (in a :func:`mxopt.counted` chain, the chain's counter serves).
     """
 
     learning_rate: float | Schedule
@@ -138,27 +146,28 @@ class LearningRate:
     begin_num_update: int = 0
 
     def __post_init__(self):
-        if not callable(self.learning_rate):
-            hyperparams.scalar("learning_rate", self.learning_rate)
+        held = None if callable(self.learning_rate) else self.learning_rate
+        object.__setattr__(self, "given", Given(LearningRateState, learning_rate=held))
         validation.count("begin_num_update", self.begin_num_update)
 
-    def init(self, params: optax.Params) -> ScaleByLearningRateState:
-        held = None if callable(self.learning_rate) else hyperparams.scalar(
-            "learning_rate", self.learning_rate)
-        return ScaleByLearningRateState(jnp.asarray(self.begin_num_update, jnp.int32), held,
-                                        multipliers.resolve(self.lr_mult, params, "lr_mult"))
+    def init(self, params: optax.Params) -> LearningRateState:
+        return LearningRateState(**self.given.fields(),
+                                 lr_mult=multipliers.resolve(self.lr_mult, params, "lr_mult"))
 
-    def unscaled(self, state: ScaleByLearningRateState) -> jax.Array:
-        """The rate before ``lr_mult`` at the update ``state`` counted last (f32 scalar)."""
+    def unscaled(self, state: LearningRateState, count: jax.Array) -> jax.Array:
+        """The rate before ``lr_mult`` at update ``count`` (f32 scalar)."""
         if callable(self.learning_rate):
-            return self.learning_rate(state.count)
-        return state.learning_rate
+            return self.learning_rate(count)
+        return self.given.injected(state).learning_rate
 
-    def next(self, state: ScaleByLearningRateState,
-             like: chex.ArrayTree) -> tuple[chex.ArrayTree, ScaleByLearningRateState]:
-        """Counts one update; returns each leaf's rate (f32 scalars, shaped like ``like``)."""
-        state = state._replace(count=state.count + 1)
-        return multipliers.per_leaf(self.unscaled(state), state.lr_mult, like), state
+    def at(self, state: LearningRateState, count: jax.Array,
+           like: optax.Updates) -> optax.Updates:
+        """Each leaf's rate at update ``count`` (f32 scalars, shaped like ``like``)."""
+        return multipliers.per_leaf(self.unscaled(state, count), state.lr_mult, like)
+
+    def with_counter(self, step: optax.GradientTransformation) -> optax.GradientTransformation:
+        """``step``, which reads the update count, behind a counter from ``begin_num_update``."""
+        return counted(step, begin_num_update=self.begin_num_update)
 
 
 def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: MultiplierSpec = None,
@@ -172,18 +181,18 @@ def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: Multipli
     """
     rate = LearningRate(learning_rate, lr_mult, begin_num_update)
 
-    def update_fn(updates, state, params=None):
-        del params
-        lrs, state = rate.next(state, updates)
-        return tree_map(lambda g, lr: -like(lr, g) * g, updates, lrs), state
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del params, extra_args
+        lrs = rate.at(state, count, updates)
+        return tree_map(lambda g, lr: -like(lr, g) * g, updates, lrs), rate.given.injected(state)
 
-    return optax.GradientTransformation(rate.init, update_fn)
+    return rate.with_counter(optax.GradientTransformationExtraArgs(rate.init, update_fn))
 
 
 @readable
 class TraceState(NamedTuple):
-    momentum: jax.Array  # f32 scalar
-    trace: optax.Updates  # like params
+    momentum: DecayRate
+    trace: LikeParams
 
 
 def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
@@ -198,14 +207,14 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
       momentum: the decay of the buffer, in [0, 1).
       nesterov: Nesterov's look-ahead form (MXNet's NAG).
     """
-    initial = hyperparams.scalar("momentum", momentum)
+    given = Given(TraceState, momentum=momentum)
 
     def init_fn(params):
-        return TraceState(initial, optax.tree.zeros_like(params))
+        return TraceState(**given.fields(), trace=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
-        mu = state.momentum
+        mu = given.injected(state).momentum
         new_trace = tree_map(lambda u, m: like(mu, u) * m + u, updates, state.trace)
         if nesterov:
             updates = tree_map(lambda u, m: like(mu, u) * m + u, updates, new_trace)
@@ -217,22 +226,25 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
 
 
 def momentum_buffer(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
-    """:func:`trace`, or no buffer at all (the identity) when ``momentum`` is 0, as in MXNet."""
-    if validation.decay_rate("momentum", momentum) == 0:
+    """:func:`trace`, or no buffer at all (the identity) for a momentum of 0, as in MXNet.
+
+    Only a number 0 drops the buffer: a momentum given as a JAX array (by
+    ``optax.inject_hyperparams``, say) may change later, and keeps one.
+    """
+    if not isinstance(momentum, jax.Array) and validation.decay_rate("momentum", momentum) == 0:
         return optax.identity()
     return trace(momentum, nesterov=nesterov)
 
 
 @readable
 class ScaleByAdamState(NamedTuple):
-    count: jax.Array  # i32 scalar: t, the update count from begin_num_update
-    beta1: jax.Array  # f32 scalar
-    beta2: jax.Array  # f32 scalar
-    epsilon: jax.Array  # f32 scalar
+    beta1: ExactDecayRate
+    beta2: ExactDecayRate
+    epsilon: Positive
     beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
     beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
-    mean: optax.Updates  # like params
-    var: optax.Updates  # like params
+    mean: LikeParams
+    var: LikeParams
 
 
 def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, *,
@@ -240,7 +252,7 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
                   exact_complement: bool = False) -> optax.GradientTransformation:
     """Adam's direction, with MXNet's bias correction.
 
-    At update ``t`` (counted from ``begin_num_update``)::
+    At update ``t`` (the update count, from ``begin_num_update``), per leaf::
 
         m <- beta1 * m + (1 - beta1) * g
         v <- beta2 * v + (1 - beta2) * g^2
@@ -258,20 +270,14 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
       begin_num_update: the update count the run starts from.
       exact_complement: take ``1 - beta`` from the double-precision beta.
     """
-    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
-    eps = hyperparams.scalar("epsilon", epsilon)
-    begin = validation.count("begin_num_update", begin_num_update)
+    given = Given(ScaleByAdamState, beta1=beta1, beta2=beta2, epsilon=epsilon)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return ScaleByAdamState(jnp.asarray(begin, jnp.int32), b1, b2, eps,
-                                hyperparams.residual(beta1), hyperparams.residual(beta2),
-                                zeros, zeros)
+        return ScaleByAdamState(**given.fields(), mean=zeros_like(params), var=zeros_like(params))
 
-    def update_fn(updates, state, params=None):
-        del params
-        s = state
-        count = s.count + 1
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del params, extra_args
+        s = given.injected(state)
         if exact_complement:
             c1, c2 = complement(s.beta1, s.beta1_residual), complement(s.beta2, s.beta2_residual)
         else:
@@ -283,6 +289,43 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
                       / one_minus_power(s.beta1, s.beta1_residual, t))
         updates = tree_map(
             lambda m, v: like(correction, m) * m / (jnp.sqrt(v) + like(s.epsilon, v)), mean, var)
-        return updates, s._replace(count=count, mean=mean, var=var)
+        return updates, s._replace(mean=mean, var=var)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),
+                   begin_num_update=begin_num_update)
+
+
+def next_learning_rate(tx: optax.GradientTransformation, state: optax.OptState,
+                       params: optax.Params | None = None) -> jax.Array | optax.Updates:
+    """The learning rate the next update of ``tx`` steps with (Gluon's ``trainer.learning_rate``).
+
+    That is ``schedule(update_count(state) + 1)`` for a scheduled rate, else
+    the ``learning_rate`` the state holds (as :func:`mxopt.set_hyperparams`
+    left it); with ``params``, each leaf's rate, times its ``lr_mult``.
+
+    Args:
+      tx: an mxopt optimizer (it tells its schedule).
+      state: its state, or any pytree holding it (see :func:`mxopt.update_count`).
+      params: a params tree, for the rate of each of its leaves.
+
+    Returns:
+      A float32 scalar, or a tree of them like ``params``.
+
+    Raises:
+      ValueError: ``tx`` is no mxopt optimizer, or it has no learning rate
+        (AdaDelta, MXNet's ``test``).
+    """
+    schedule = getattr(tx, "learning_rate", None)
+    if schedule is None:
+        raise ValueError(f"{tx!r} is no mxopt optimizer: build it with mxopt.create or an "
+                         "optimizer's function (mxopt.sgd, ...)")
+    rates = [node for node in state_nodes(state) if isinstance(node, LearningRateState)]
+    if not rates:
+        raise ValueError("this optimizer's updates take no learning rate")
+    if callable(schedule):
+        rate = jnp.asarray(schedule(update_count(state) + 1), jnp.float32)
+    else:
+        (rate,) = jax.tree.leaves(rates[0].learning_rate)
+    if params is None:
+        return rate
+    return multipliers.per_leaf(rate, rates[0].lr_mult, params)

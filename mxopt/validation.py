@@ -1,7 +1,11 @@
-"""Checks of hyperparameters, run when an optimizer or schedule is built.
+"""Checks of hyperparameters, run when an optimizer or schedule is built and when
+:func:`mxopt.set_hyperparams` changes a value.
 
 Each check raises ``ValueError`` naming the argument at fault, so that a bad
-value is reported where it was written, never as a NaN many steps later.
+value is reported where it was written, never as a NaN many steps later. A
+value may be a Python number, a NumPy scalar or a concrete JAX scalar; a
+traced value (inside ``jit``) has no value to check yet and passes through
+unchanged.
 """
 
 from __future__ import annotations
@@ -9,9 +13,33 @@ from __future__ import annotations
 import math
 import numbers
 
+import jax
+import numpy as np
+
+
+def is_traced(value: object) -> bool:
+    """Whether ``value`` is a JAX tracer: a value known only when the traced function runs."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def host_number(name: str, value: object) -> object:
+    """``value`` as a Python number if it is a NumPy or concrete JAX scalar, else unchanged.
+
+    Raises:
+      ValueError: an array with more than one element.
+    """
+    if is_traced(value) or not isinstance(value, jax.Array | np.ndarray | np.generic):
+        return value
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name} must be a scalar, got an array of shape {np.shape(value)}")
+    return np.asarray(value).item()
+
 
 def real(name: str, value: object) -> float:
     """Returns ``value`` as a float; raises ValueError unless it is a finite real."""
+    value = host_number(name, value)
+    if is_traced(value):
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     if not math.isfinite(value):
@@ -21,27 +49,33 @@ def real(name: str, value: object) -> float:
 
 def non_negative(name: str, value: object) -> float:
     """A finite real ``>= 0``."""
-    if real(name, value) < 0:
+    value = real(name, value)
+    if not is_traced(value) and value < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
+    return value
 
 
 def positive(name: str, value: object) -> float:
     """A finite real ``> 0``."""
-    if real(name, value) <= 0:
+    value = real(name, value)
+    if not is_traced(value) and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
+    return value
 
 
 def decay_rate(name: str, value: object) -> float:
     """A momentum or beta: a real in ``[0, 1)``."""
-    if not 0 <= real(name, value) < 1:
+    value = real(name, value)
+    if not is_traced(value) and not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)
+    return value
 
 
 def count(name: str, value: object, *, minimum: int = 0) -> int:
     """An integer ``>= minimum`` (an update count or a number of steps)."""
+    value = host_number(name, value)
+    if is_traced(value):
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:

@@ -81,7 +81,7 @@ def test_matches_numpy_reference(config, seed):
 
 
 def _adadelta_state(state):
-    return state.inner[2]
+    return state[3]
 
 
 class StateTest(chex.TestCase):

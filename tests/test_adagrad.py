@@ -100,7 +100,7 @@ def test_matches_numpy_reference(config, seed):
 
 
 def _history(state):
-    return state.inner[2].history
+    return state[3].history
 
 
 class StateTest(chex.TestCase):

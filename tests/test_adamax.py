@@ -171,7 +171,7 @@ class LayoutTest(chex.TestCase):
         for field in ("mean", "norm"):
             chex.assert_trees_all_equal_shapes_and_dtypes(optax.tree.get(state, field), params)
         adamax_state = optax.tree.get(state, "ScaleByAdamaxState")
-        assert int(adamax_state.count) == 1 and adamax_state.epsilon is None
+        assert int(mxopt.update_count(state)) == 1 and adamax_state.epsilon is None
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_multi_precision_keeps_float32_master_and_moments(self):
@@ -183,7 +183,7 @@ class LayoutTest(chex.TestCase):
             grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
             updates, state = update(grads, state, params)
             params = optax.apply_updates(params, updates)
-        master = state.inner.master["w"]
+        master = state.master["w"]
         assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
         assert optax.tree.get(state, "norm")["w"].dtype == jnp.float32
         np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))

@@ -86,7 +86,7 @@ def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         checkpoint.restore(tmp_path / "missing", state)
     wider = dict(params, c=jnp.ones((2, 4)))
-    with pytest.raises(ValueError, match=r"'inner/3/mean/c': float32\[2, 3\] in the checkpoint, "
+    with pytest.raises(ValueError, match=r"'4/mean/c': float32\[2, 3\] in the checkpoint, "
                                          r"float32\[2, 4\] in `like`"):
         checkpoint.restore(tmp_path / "a", mxopt.adam().init(wider))
     with pytest.raises(ValueError, match="in the checkpoint, absent in `like`"):

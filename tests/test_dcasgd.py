@@ -103,13 +103,13 @@ class LayoutTest(chex.TestCase):
         state = tx.init(params)
         for i in range(3):
             grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
-            master_before = state.inner.master["w"]
+            master_before = state.master["w"]
             updates, state = update(grads, state, params)
             params = optax.apply_updates(params, updates)
             previous = optax.tree.get(state, "previous_weight")["w"]
             assert previous.dtype == jnp.float32
             np.testing.assert_array_equal(previous, master_before)
-        np.testing.assert_array_equal(params["w"], state.inner.master["w"].astype(jnp.float16))
+        np.testing.assert_array_equal(params["w"], state.master["w"].astype(jnp.float16))
 
 
 def _steps(tx, w0, grads):

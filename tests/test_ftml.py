@@ -125,7 +125,7 @@ def test_multi_precision_master_follows_float32_run():
         p16 = optax.apply_updates(p16, u16)
         u32, s32 = fp32.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s32, p32)
         p32 = optax.apply_updates(p32, u32)
-        np.testing.assert_array_equal(s16.inner.master["w"], p32["w"])
+        np.testing.assert_array_equal(s16.master["w"], p32["w"])
         np.testing.assert_array_equal(p16["w"], p32["w"].astype(jnp.float16))
 
 
@@ -139,10 +139,11 @@ class StateTest(chex.TestCase):
         updates, state = self.variant(tx.update)(jax.tree.map(jnp.ones_like, params),
                                                  state, params)
         chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
-        inner = state.inner[3]
+        inner = state[4]
         for tree in (inner.d, inner.v, inner.z):
             chex.assert_trees_all_equal_shapes_and_dtypes(tree, params)
-        assert inner.rate.count.dtype == jnp.int32 and int(inner.rate.count) == 1
+        count = mxopt.update_count(state)
+        assert count.dtype == jnp.int32 and int(count) == 1
         assert all(np.isfinite(np.asarray(u, np.float32)).all() for u in updates.values())
 
 

@@ -160,7 +160,7 @@ def test_multi_precision_runs_float32_lamb_on_master(dtype):
         p_low = optax.apply_updates(p_low, u_low)
         u32, s32 = fp32.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s32, p32)
         p32 = optax.apply_updates(p32, u32)
-        np.testing.assert_array_equal(s_low.inner.master["w"], p32["w"])
+        np.testing.assert_array_equal(s_low.master["w"], p32["w"])
         np.testing.assert_array_equal(p_low["w"], p32["w"].astype(dtype))
 
 
@@ -175,10 +175,11 @@ class StateTest(chex.TestCase):
             updates, state = self.variant(tx.update)(jax.tree.map(jnp.ones_like, params),
                                                      state, params)
             chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
-            moments = state.inner[2]
+            moments = state[3]
             chex.assert_trees_all_equal_shapes_and_dtypes(moments.mean, params)
             chex.assert_trees_all_equal_shapes_and_dtypes(moments.var, params)
-            assert moments.count.dtype == jnp.int32 and int(moments.count) == 1
+            count = mxopt.update_count(state)
+            assert count.dtype == jnp.int32 and int(count) == 1
             assert all(np.isfinite(np.asarray(u, np.float32)).all() for u in updates.values())
 
 

@@ -189,7 +189,7 @@ def test_multi_precision_takes_norms_of_stored_float16_values():
     g_norm = F32(math.sqrt(np.sum((g16 * g16).astype(F32))))
     lr = F32(0.5) * F32(0.1) * w_norm / g_norm
     want = w16.astype(F32) - lr * g16.astype(F32)
-    np.testing.assert_allclose(state.inner.master["w"], want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(state.master["w"], want, rtol=1e-6, atol=1e-7)
 
 
 class LayoutTest(chex.TestCase):
@@ -217,7 +217,7 @@ class LayoutTest(chex.TestCase):
             grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
             updates, state = update(grads, state, params)
             params = optax.apply_updates(params, updates)
-        master = state.inner.master["w"]
+        master = state.master["w"]
         assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
         assert optax.tree.get(state, "trace")["w"].dtype == jnp.float32
         np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))

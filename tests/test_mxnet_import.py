@@ -135,11 +135,4 @@ def test_signum_momentum_is_negated():
 
 def jax_nodes(state):
     """Every NamedTuple in a state, outermost first."""
-    found = []
-
-    def visit(node):
-        found.append(node)
-        return node
-
-    mxopt.hyperparams.walk(state, visit)
-    return found
+    return list(mxopt.structure.state_nodes(state))

@@ -64,7 +64,7 @@ class LayoutTest(chex.TestCase):
         for _ in range(3):  # 1e-4 is below float16's resolution at 1; the master keeps it.
             updates, state = update({"w": jnp.full(4, 1e-4, jnp.float16)}, state, params)
             params = optax.apply_updates(params, updates)
-        master = state.inner.master["w"]
+        master = state.master["w"]
         chex.assert_trees_all_equal(optax.tree.get(state, "weight")["w"], master)
         assert master.dtype == jnp.float32 and float(master[0]) > 1.0
         np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))

@@ -145,7 +145,7 @@ def test_set_hyperparams_rejects_unknown_and_invalid():
 def test_set_beta_keeps_double_precision_residual():
     state = mxopt.adam().init({"w": jnp.ones(2)})
     state = mxopt.set_hyperparams(state, beta2=0.9999)
-    adam_state = state.inner[3]
+    adam_state = state[4]
     assert float(adam_state.beta2) + float(adam_state.beta2_residual) == pytest.approx(
         0.9999, abs=1e-12)
 
@@ -158,8 +158,8 @@ def test_multi_precision_weight_is_master_cast_down(name, kw, dtype):
     key = jax.random.PRNGKey(0)
     params = {"w": jax.random.normal(key, (64,)).astype(dtype), "b": jnp.zeros(8, jnp.float32)}
     state = tx.init(params)
-    chex.assert_trees_all_equal_dtypes(state.inner.master["w"], jnp.zeros((), jnp.float32))
-    assert state.inner.master["b"] is None
+    chex.assert_trees_all_equal_dtypes(state.master["w"], jnp.zeros((), jnp.float32))
+    assert state.master["b"] is None
     step = jax.jit(lambda p, s, g: tx.update(g, s, p))
     for i in range(20):
         grads = jax.tree.map(lambda x, i=i: jnp.sin(x.astype(jnp.float32) + i).astype(x.dtype),
@@ -168,7 +168,7 @@ def test_multi_precision_weight_is_master_cast_down(name, kw, dtype):
         params = optax.apply_updates(params, updates)
         assert params["w"].dtype == dtype
         np.testing.assert_array_equal(np.asarray(params["w"]),
-                                      np.asarray(state.inner.master["w"].astype(dtype)))
+                                      np.asarray(state.master["w"].astype(dtype)))
 
 
 def test_multi_precision_master_follows_float32_run():
@@ -184,7 +184,7 @@ def test_multi_precision_master_follows_float32_run():
         p16 = optax.apply_updates(p16, u16)
         u32, s32 = fp32.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s32, p32)
         p32 = optax.apply_updates(p32, u32)
-        np.testing.assert_array_equal(s16.inner.master["w"], p32["w"])
+        np.testing.assert_array_equal(s16.master["w"], p32["w"])
 
 
 def test_zero_gradient_without_decay_leaves_weights():

@@ -15,7 +15,7 @@ from mxnet_fixtures import FIXTURES, assert_matches_mxnet, make_scheduler
 from trajectory import bits, same_bits
 
 import mxopt
-from mxopt import hyperparams, precision
+from mxopt import precision
 
 AMP = json.loads((FIXTURES / "mxnet_amp.json").read_text())["cases"]
 SHAPES = {"dense0_weight": (4, 3), "dense0_bias": (3,), "bn0_gamma": (2, 5)}
@@ -26,8 +26,7 @@ def layout(name):
 
 
 def update_count(state):
-    counted = [node for node in hyperparams.nodes_of(state, tuple) if "count" in node._fields]
-    return int(counted[0].count)
+    return int(mxopt.update_count(state))
 
 
 
@@ -42,7 +41,8 @@ def test_each_weight_is_its_master_rounded_down_bit_for_bit(name, dtype):
         updates, state = step({**draw(layout(name), i + 1, dtype),
                                "scale": jnp.ones((2, 2), jnp.float32)}, state, params)
         params = optax.apply_updates(params, updates)
-        (mp,) = hyperparams.nodes_of(state, precision.MultiPrecisionState)
+        (mp,) = [node for node in mxopt.structure.state_nodes(state)
+                 if isinstance(node, precision.MultiPrecisionState)]
         for k, weight in params.items():
             if k == "scale":  # float32 leaves keep no master
                 assert mp.master[k] is None and weight.dtype == jnp.float32

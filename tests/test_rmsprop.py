@@ -120,11 +120,11 @@ class StateTest(chex.TestCase):
             updates, state = self.variant(tx.update)(jax.tree.map(jnp.ones_like, params),
                                                      state, params)
             chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
-            rms = state.inner[3]
+            rms = state[4]
             chex.assert_trees_all_equal_shapes_and_dtypes(rms.mean_square, params)
             if centered:
                 chex.assert_trees_all_equal_shapes_and_dtypes(rms.mean, params)
-                chex.assert_trees_all_equal_shapes_and_dtypes(state.inner[5].delta, params)
+                chex.assert_trees_all_equal_shapes_and_dtypes(state[6].delta, params)
                 # n = 0.5, mean = 0.5: the step is lr / sqrt(0.5 - 0.25 + eps).
                 np.testing.assert_allclose(updates["w"], -0.1 / np.sqrt(0.25 + 1e-6), rtol=1e-5)
             else:

@@ -221,8 +221,8 @@ class LayoutTest(chex.TestCase):
             grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
             updates, state = update(grads, state, params)
             params = optax.apply_updates(params, updates)
-        assert state.inner.master["w"].dtype == jnp.float32
-        np.testing.assert_array_equal(params["w"], state.inner.master["w"].astype(jnp.float16))
+        assert state.master["w"].dtype == jnp.float32
+        np.testing.assert_array_equal(params["w"], state.master["w"].astype(jnp.float16))
 
 
 @pytest.mark.parametrize("kw,arg", [

@@ -99,7 +99,7 @@ class LayoutTest(chex.TestCase):
             grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
             updates, state = update(grads, state, params)
             params = optax.apply_updates(params, updates)
-        master = state.inner.master["w"]
+        master = state.master["w"]
         assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
         assert optax.tree.get(state, "mom")["w"].dtype == jnp.float32
         np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))

@@ -14,7 +14,6 @@ cannot go stale.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import inspect
@@ -158,15 +157,15 @@ def _value(value) -> str:
 
 
 def _arguments(name: str, constructor, built, mxnet: dict) -> list[str]:
-    """The keyword-argument table: the optimizer's own, then MXNet's base ones."""
-    from mxopt.optimizers import Base
+    """The argument table: the optimizer's own, then MXNet's base ones, in signature order."""
+    from mxopt.optimizers._base import BASE_ARGS
 
     mxnet_defaults = {**mxnet["base"], **mxnet["optimizers"].get(name, {})}
-    own = {p.name: p.default for p in inspect.signature(constructor).parameters.values()
-           if p.kind is not inspect.Parameter.VAR_KEYWORD}
-    base = {f.name: f.default for f in dataclasses.fields(Base) if f.name not in own}
+    parameters = inspect.signature(constructor).parameters
+    own = {n: p.default for n, p in parameters.items() if n not in BASE_ARGS}
+    base = {n: p.default for n, p in parameters.items() if n in BASE_ARGS}
     if base["learning_rate"] is None and built.learning_rate != 0.01:
-        base["learning_rate"] = built.learning_rate  # an own default, such as Adam's 0.001
+        base["learning_rate"] = built.learning_rate  # an own default, such as FTRL's 0.1
     lines = ["| Argument | mxopt default | MXNet 1.9.1 default | Kind |",
              "| --- | --- | --- | --- |"]
     for kind, args in (("own", own), ("base", base)):
@@ -181,8 +180,10 @@ def _example(name: str, constructor, class_name: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # ccsgd's
         rate = constructor().learning_rate
+    from mxopt.optimizers._base import BASE_ARGS
+
     own = [f"{p.name}={p.default!r}" for p in inspect.signature(constructor).parameters.values()
-           if p.default is not inspect.Parameter.empty and p.name != "lazy_update"]
+           if p.name not in (*BASE_ARGS, "lazy_update")]
     # AdaDelta and Test step without a learning rate.
     args = ", ".join(own if name in ("adadelta", "test") else [f"learning_rate={rate!r}", *own])
     return (f"import mxopt\n\n"
@@ -297,6 +298,8 @@ def _autodoc(name: str) -> list[str]:
     if inspect.isclass(obj):
         # A NamedTuple's members are its fields, "Alias for field number 0".
         members = [] if issubclass(obj, tuple) else ["   :members:"]
+        if getattr(obj, "transform", None) is not None:  # its own page documents the function
+            members.append("   :exclude-members: transform")
         return [f".. autoclass:: {name}", *members]
     if callable(obj):
         return [f".. autofunction:: {name}"]

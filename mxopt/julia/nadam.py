@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import hyperparams, validation
+from mxopt.hyperparams import ExactDecayRate, Given, Positive
 from mxopt.julia.optimizer import _checked, _f32, _Optimizer, _Options
 from mxopt.julia.schedulers import (
     AbstractMomentumScheduler,
@@ -20,7 +21,8 @@ from mxopt.julia.schedulers import (
 )
 from mxopt.numerics import complement
 from mxopt.optimizers.nadam import nadam_step
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
@@ -32,20 +34,18 @@ class ScaleByNadamState(NamedTuple):
     """
 
     count: jax.Array  # i32 scalar: t, this weight's updates so far
-    beta1: jax.Array  # f32 scalar
-    beta2: jax.Array  # f32 scalar
-    epsilon: jax.Array  # f32 scalar
+    beta1: ExactDecayRate
+    beta2: ExactDecayRate
+    epsilon: Positive
     beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
     beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
-    momentum: jax.Array  # f32 scalar: mu_t, set before each update
+    momentum: ExactDecayRate  # mu_t, set before each update
     momentum_residual: jax.Array  # f32 scalar: mu_t - float32(mu_t)
-    momentum_next: jax.Array  # f32 scalar: mu_{t+1}, set before each update
+    momentum_next: ExactDecayRate  # mu_{t+1}, set before each update
     momentum_next_residual: jax.Array  # f32 scalar: mu_{t+1} - float32(mu_{t+1})
     schedule: jax.Array  # f32 scalar: 1 - P, P the product of the mu_t so far
-    mean: optax.Updates  # like params: MXNet.jl's mt
-    var: optax.Updates  # like params: MXNet.jl's nt
-
-    RUNNING = ("schedule",)  # not a hyperparameter (see mxopt.hyperparams)
+    mean: LikeParams  # MXNet.jl's mt
+    var: LikeParams  # MXNet.jl's nt
 
 
 def scale_by_nadam(beta1: float = 0.99, beta2: float = 0.999,
@@ -82,20 +82,17 @@ def scale_by_nadam(beta1: float = 0.99, beta2: float = 0.999,
       beta2: decay of the second moment, in [0, 1).
       epsilon: added to ``sqrt(nt')``, > 0.
     """
-    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
-    eps = hyperparams.scalar("epsilon", epsilon)
+    given = Given(ScaleByNadamState, beta1=beta1, beta2=beta2, epsilon=epsilon,
+                  momentum=0.0, momentum_next=0.0)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        nought = jnp.zeros((), jnp.float32)
-        return ScaleByNadamState(jnp.zeros((), jnp.int32), b1, b2, eps,
-                                 hyperparams.residual(beta1), hyperparams.residual(beta2),
-                                 nought, nought, nought, nought, nought,
-                                 zeros, zeros)
+        return ScaleByNadamState(jnp.zeros((), jnp.int32), **given.fields(),
+                                 schedule=jnp.zeros((), jnp.float32), mean=zeros_like(params),
+                                 var=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
-        s = state
+        s = given.injected(state)
         count = s.count + 1
         updates, mean, var, schedule = nadam_step(
             updates, s, count.astype(jnp.float32), complement(s.momentum, s.momentum_residual),

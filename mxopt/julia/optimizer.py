@@ -204,7 +204,7 @@ def _jitted_step(plan: _Plan, weight: chex.ArrayTree, grad: chex.ArrayTree,
 def _normalized(plan: _Plan, grad: chex.ArrayTree, weight: chex.ArrayTree,
                 h: Hyperparameters) -> chex.ArrayTree:
     """:func:`normalized_gradient` inside a step, after checking ``grad`` fits ``weight``."""
-    TreeSignature(weight).check(grad, "grad")
+    TreeSignature(weight, "weight").check(grad, "grad")
     check_float_leaves(weight, "weight")
     check_float_leaves(grad, "grad")
     return _normalize(grad, weight, h, clipping=plan.clipping, decaying=plan.decaying)

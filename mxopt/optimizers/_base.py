@@ -4,7 +4,9 @@ MXNet's ``Optimizer`` base class gives every optimizer ``learning_rate``,
 ``lr_scheduler``, ``rescale_grad``, ``wd``, ``clip_gradient``,
 ``begin_num_update``, ``multi_precision`` and per-parameter ``lr_mult`` /
 ``wd_mult``. :class:`Base` holds them, checked, and builds the transforms
-each optimizer's chain puts in its own order.
+each optimizer's chain puts in its own order; :func:`optimizer` gives an
+optimizer's constructor MXNet's signature: its own arguments in MXNet's
+order, then the base ones by keyword.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TypedDict
 
+import jax
 import optax
 
 from mxopt import transforms, validation
+from mxopt.counting import counted
 from mxopt.multipliers import MultiplierSpec
 from mxopt.precision import multi_precision
 from mxopt.schedules import Schedule
 from mxopt.sharding import place_state
-from mxopt.structure import check_trees
+from mxopt.structure import check_float_leaves
 
 BASE_ARGS_DOC = """
     Every optimizer also takes MXNet's base arguments, by keyword:
@@ -40,24 +43,16 @@ BASE_ARGS_DOC = """
       weights (:func:`mxopt.multi_precision`).
     * ``lr_mult``, ``wd_mult`` (None): per-leaf multipliers
       (:mod:`mxopt.multipliers`).
+
+    A hyperparameter given as a JAX array (``optax.inject_hyperparams``
+    gives them so) is the transformation's own: its updates use that array,
+    not the state's copy (see :mod:`mxopt.hyperparams`).
 """
 
 
 def _is_plain_callable(schedule: object) -> bool:
     """A schedule given as a function rather than an MXNet-style scheduler."""
     return schedule is not None and not hasattr(schedule, "overridden_by")
-
-
-class BaseArgs(TypedDict, total=False):
-    learning_rate: float | None
-    lr_scheduler: Schedule | None
-    rescale_grad: float
-    wd: float
-    clip_gradient: float | None
-    begin_num_update: int
-    multi_precision: bool
-    lr_mult: MultiplierSpec
-    wd_mult: MultiplierSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,26 +69,6 @@ class Base:
     lr_mult: MultiplierSpec = None
     wd_mult: MultiplierSpec = None
 
-    @classmethod
-    def parse(cls, optimizer: str, kwargs: dict, **defaults) -> Base:
-        """Builds from an optimizer's keyword arguments, rejecting unknown ones.
-
-        Args:
-          optimizer: the optimizer's name, for error messages.
-          kwargs: the keyword arguments beyond the optimizer's own.
-          **defaults: the optimizer's own defaults for base arguments (Adam's
-            ``learning_rate=0.001``, which overrides a scheduler's ``base_lr``
-            as in MXNet; a plain callable schedule is left alone).
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise TypeError(f"{optimizer}() got unexpected keyword arguments {unknown}; "
-                            f"it takes its own arguments and {sorted(names)}")
-        if not _is_plain_callable(kwargs.get("lr_scheduler")):
-            kwargs = {**defaults, **kwargs}
-        return cls(**kwargs)
-
     def __post_init__(self):
         # The transforms check the other arguments when ``build`` makes them.
         # ``learning_rate`` is checked here because it may only reach a
@@ -104,6 +79,7 @@ class Base:
             raise ValueError(f"lr_scheduler must be callable, got {self.lr_scheduler!r}")
         if not isinstance(self.multi_precision, bool):
             raise ValueError(f"multi_precision must be a bool, got {self.multi_precision!r}")
+        validation.count("begin_num_update", self.begin_num_update)
 
     def rescale(self) -> optax.GradientTransformation:
         return transforms.rescale(self.rescale_grad)
@@ -133,19 +109,32 @@ class Base:
         return transforms.scale_by_learning_rate(
             self.schedule(), lr_mult=self.lr_mult, begin_num_update=self.begin_num_update)
 
+    def chain(self, *transforms: optax.GradientTransformation) -> optax.GradientTransformation:
+        """The transforms behind the optimizer's update counter (:func:`mxopt.counted`)."""
+        return counted(*transforms, begin_num_update=self.begin_num_update)
+
     def build(self, *chain: optax.GradientTransformation) -> Optimization:
-        """Chains the transforms, adds master weights if asked, and :meth:`finish`."""
-        tx = optax.chain(*chain)
+        """Chains the transforms, adds master weights if asked, and :meth:`finish`\\ es."""
+        tx = self.chain(*chain)
         return self.finish(multi_precision(tx) if self.multi_precision else tx)
 
     def finish(self, tx: optax.GradientTransformation) -> Optimization:
-        """Adds the tree checks and state placement, and tells the rate it steps with."""
-        built = Optimization(*place_state(check_trees(tx)))
+        """Refuses non-float params at ``init``, places the state, and tells the rate."""
+        placed = place_state(tx)
+
+        def init_fn(params):
+            check_float_leaves(params)
+            return placed.init(params)
+
+        built = Optimization(init_fn, placed.update)
         built.learning_rate = self.schedule()
         return built
 
 
-class Optimization(optax.GradientTransformation):
+BASE_ARGS = tuple(field.name for field in dataclasses.fields(Base))
+
+
+class Optimization(optax.GradientTransformationExtraArgs):
     """An optimizer's transformation, which also tells the rate it steps with.
 
     ``learning_rate`` is the number or schedule of the update count that the
@@ -161,6 +150,49 @@ class Optimization(optax.GradientTransformation):
         return self.call or super().__repr__()
 
 
+def optimizer(constructor: Callable[..., optax.GradientTransformation]):
+    """Makes ``constructor`` an MXNet optimizer's, with MXNet's base arguments.
+
+    ``constructor`` lists the optimizer's own arguments, in the order of
+    MXNet 1.9.1's constructor, then takes ``base``, a :class:`Base`, by
+    keyword. Its parameters named like a base argument (Adam's
+    ``learning_rate``, LBSGD's ``multi_precision``) say where MXNet's
+    signature has them and the optimizer's default for them; their values
+    reach ``constructor`` in ``base`` only. An optimizer's default
+    ``learning_rate`` overrides a scheduler's ``base_lr``, as in MXNet,
+    unless the scheduler is a plain callable.
+
+    The optimizer returned takes its own arguments by position or keyword
+    and the other base arguments by keyword, all listed in its signature
+    (``inspect.signature``, help, IDEs, ``optax.inject_hyperparams``); its
+    docstring gains the base arguments' (``BASE_ARGS_DOC``).
+    """
+    own = inspect.signature(constructor).parameters
+    visible = [p for name, p in own.items() if name != "base"]
+    visible += [inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
+                                  default=field.default, annotation=field.type)
+                for field in dataclasses.fields(Base) if field.name not in own]
+    signature = inspect.signature(constructor).replace(parameters=visible)
+    own_defaults = {name: own[name].default for name in BASE_ARGS if name in own}
+
+    @functools.wraps(constructor)
+    def build(*args, **kwargs):
+        try:
+            given = signature.bind(*args, **kwargs).arguments
+        except TypeError as error:
+            raise TypeError(f"{constructor.__name__}(): {error}; it takes "
+                            f"{list(signature.parameters)}") from None
+        base = {name: given.pop(name) for name in BASE_ARGS if name in given}
+        if not _is_plain_callable(base.get("lr_scheduler")):
+            base = {**own_defaults, **base}
+        return constructor(**given, base=Base(**base))
+
+    build.__signature__ = signature
+    del build.__wrapped__  # its signature is this one, not the constructor's
+    build.__doc__ = (constructor.__doc__ or "") + BASE_ARGS_DOC
+    return build
+
+
 def described(constructor: Callable[..., optax.GradientTransformation]):
     """Wraps an optimizer constructor so that what it builds reprs as the call.
 
@@ -170,16 +202,15 @@ def described(constructor: Callable[..., optax.GradientTransformation]):
     if getattr(constructor, "describes", False):
         return constructor
     signature = inspect.signature(constructor)
-    var_keyword = next((p.name for p in signature.parameters.values()
-                        if p.kind is p.VAR_KEYWORD), None)
 
     @functools.wraps(constructor)
     def build(*args, **kwargs):
         tx = constructor(*args, **kwargs)
-        if isinstance(tx, Optimization):
-            given = signature.bind(*args, **kwargs).arguments
-            given.update(given.pop(var_keyword, {}))
-            shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
+        if isinstance(tx, Optimization) and not any(
+                isinstance(value, jax.core.Tracer) for value in (*args, *kwargs.values())):
+            positional = list(signature.bind_partial(*args).arguments.items())
+            shown = ", ".join(f"{name}={value!r}" for name, value in
+                              [*positional, *kwargs.items()])
             tx.call = f"{constructor.__name__}({shown})"
         return tx
 

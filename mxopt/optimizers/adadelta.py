@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, validation
+from mxopt.hyperparams import ExactDecayRate, Given, Positive
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class ScaleByAdadeltaState(NamedTuple):
-    rho: jax.Array  # f32 scalar
-    epsilon: jax.Array  # f32 scalar
+    rho: ExactDecayRate
+    epsilon: Positive
     rho_residual: jax.Array  # f32 scalar: rho - float32(rho)
-    acc_g: optax.Updates  # like params: running mean of g^2
-    acc_delta: optax.Updates  # like params: running mean of delta^2
+    acc_g: LikeParams  # running mean of g^2
+    acc_delta: LikeParams  # running mean of delta^2
 
 
 def scale_by_adadelta(rho: float = 0.9, epsilon: float = 1e-5) -> optax.GradientTransformation:
@@ -42,15 +43,15 @@ def scale_by_adadelta(rho: float = 0.9, epsilon: float = 1e-5) -> optax.Gradient
       epsilon: added under both square roots, > 0 (it also sets the size of
         the first steps, ``sqrt(epsilon / (acc_g + epsilon)) * g``).
     """
-    initial_rho, eps = hyperparams.scalar("rho", rho), hyperparams.scalar("epsilon", epsilon)
+    given = Given(ScaleByAdadeltaState, rho=rho, epsilon=epsilon)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return ScaleByAdadeltaState(initial_rho, eps, hyperparams.residual(rho), zeros, zeros)
+        return ScaleByAdadeltaState(**given.fields(), acc_g=zeros_like(params),
+                                    acc_delta=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
-        s = state
+        s = given.injected(state)
         complement = (1 - s.rho) - s.rho_residual
 
         def average(old, square):
@@ -66,8 +67,9 @@ def scale_by_adadelta(rho: float = 0.9, epsilon: float = 1e-5) -> optax.Gradient
 
 
 @register
-def adadelta(rho: float = 0.9, epsilon: float = 1e-5,
-             **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def adadelta(rho: float = 0.9, epsilon: float = 1e-5, *,
+             base: Base) -> optax.GradientTransformation:
     """MXNet's ``adadelta`` (Zeiler, 2012, arXiv:1212.5701).
 
     Per leaf, as MXNet 1.9.1's ``AdaDelta.update`` computes it::
@@ -88,10 +90,5 @@ def adadelta(rho: float = 0.9, epsilon: float = 1e-5,
       rho: decay of the running averages of ``g^2`` and ``delta^2``, in [0, 1).
       epsilon: added under both square roots, > 0.
     """
-    b = Base.parse("adadelta", base)
-    validation.count("begin_num_update", b.begin_num_update)
-    return b.build(b.rescale(), b.clip(), scale_by_adadelta(rho, epsilon), b.weight_decay(),
-                   optax.scale(-1.0))
-
-
-adadelta.__doc__ += BASE_ARGS_DOC
+    return base.build(base.rescale(), base.clip(), scale_by_adadelta(rho, epsilon),
+                      base.weight_decay(), optax.scale(-1.0))

@@ -3,37 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, validation
+from mxopt import validation
+from mxopt.hyperparams import Given, Positive
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.packing import refuse_packed
 from mxopt.registry import register
+from mxopt.sharding import zeros_like
 from mxopt.structure import named_leaves, readable
 
 
 @readable
 class ScaleByAdagradState(NamedTuple):
-    eps: jax.Array  # f32 scalar
+    # eps = 0 would give 0/0 for a leaf whose gradients have all been 0.
+    eps: Positive
     history: optax.Updates  # like params; (rows, 1) per leaf in the row-wise form
 
 
 def _scale_by_history(eps: float, increment: Callable[[jax.Array], jax.Array],
                       zeros: Callable[[jax.Array], jax.Array]) -> optax.GradientTransformation:
     """``history += increment(g)``; ``out = g / sqrt(history + eps)``, ``history`` broadcast."""
-    # eps = 0 would give 0/0 for a leaf whose gradients have all been 0.
-    initial = hyperparams.scalar("eps", validation.positive("eps", eps))
+    given = Given(ScaleByAdagradState, eps=eps)
 
     def init_fn(params):
-        return ScaleByAdagradState(initial, tree_map(zeros, params))
+        return ScaleByAdagradState(**given.fields(), history=tree_map(zeros, params))
 
     def update_fn(updates, state, params=None):
         del params
+        state = given.injected(state)
         history = tree_map(lambda g, h: h + increment(g), updates, state.history)
         updates = tree_map(lambda g, h: g / jnp.sqrt(h + like(state.eps, h)), updates, history)
         return updates, state._replace(history=history)
@@ -58,12 +61,12 @@ def scale_by_adagrad(eps: float = 1e-7) -> optax.GradientTransformation:
         the history's initial value, which is the same thing). MXNet accepts 0,
         which gives NaN where a leaf's gradients have all been 0.
     """
-    return _scale_by_history(eps, lambda g: g * g, jnp.zeros_like)
+    return _scale_by_history(eps, lambda g: g * g, zeros_like)
 
 
 def _row_history(param: jax.Array) -> jax.Array:
     # zeros shaped (rows, 1), sharded as the param's rows are
-    return jnp.zeros_like(param.sum(axis=1, keepdims=True))
+    return zeros_like(param.sum(axis=1, keepdims=True))
 
 
 def scale_by_group_adagrad(eps: float = 1e-5) -> optax.GradientTransformation:
@@ -99,7 +102,8 @@ def scale_by_group_adagrad(eps: float = 1e-5) -> optax.GradientTransformation:
 
 
 @register
-def adagrad(eps: float = 1e-7, **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def adagrad(eps: float = 1e-7, *, base: Base) -> optax.GradientTransformation:
     """MXNet's ``adagrad`` (Duchi, Hazan & Singer, 2011, JMLR 12).
 
     Per leaf, as MXNet 1.9.1's ``AdaGrad.update`` computes it for dense
@@ -115,13 +119,13 @@ def adagrad(eps: float = 1e-7, **base: Unpack[BaseArgs]) -> optax.GradientTransf
     Args:
       eps: added to the history under the square root, > 0.
     """
-    b = Base.parse("adagrad", base)
-    return b.build(b.rescale(), b.clip(), scale_by_adagrad(eps), b.weight_decay(),
-                   b.scale_by_learning_rate())
+    return base.build(base.rescale(), base.clip(), scale_by_adagrad(eps), base.weight_decay(),
+                      base.scale_by_learning_rate())
 
 
 @register
-def groupadagrad(eps: float = 1e-5, **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def groupadagrad(eps: float = 1e-5, *, base: Base) -> optax.GradientTransformation:
     """MXNet's contrib ``groupadagrad``: AdaGrad with one step size per row.
 
     For 2-D weights only (embedding tables, dense layers). Per leaf of shape
@@ -141,12 +145,9 @@ def groupadagrad(eps: float = 1e-5, **base: Unpack[BaseArgs]) -> optax.GradientT
       ValueError: ``wd`` other than 0 (when built), or a params leaf that is
         not 2-D (at ``init``, naming the leaf).
     """
-    b = Base.parse("groupadagrad", base)
-    if validation.non_negative("wd", b.wd) != 0:
+    wd = validation.non_negative("wd", base.wd)
+    if not validation.is_traced(wd) and wd != 0:
         raise ValueError(f"wd must be 0: groupadagrad supports no weight decay (MXNet asserts "
-                         f"wd == 0), got {b.wd!r}")
-    return b.build(b.rescale(), b.clip(), scale_by_group_adagrad(eps), b.scale_by_learning_rate())
-
-
-adagrad.__doc__ += BASE_ARGS_DOC
-groupadagrad.__doc__ += BASE_ARGS_DOC
+                         f"wd == 0), got {base.wd!r}")
+    return base.build(base.rescale(), base.clip(), scale_by_group_adagrad(eps),
+                      base.scale_by_learning_rate())

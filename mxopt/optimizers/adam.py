@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Unpack
-
 import optax
 
 from mxopt import transforms
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
 
 
 @register
-def adam(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
-         lazy_update: bool = True,
-         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def adam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+         epsilon: float = 1e-8, lazy_update: bool = True, *,
+         base: Base) -> optax.GradientTransformation:
     """MXNet's ``adam`` (Kingma & Ba, 2015, arXiv:1412.6980).
 
     At update ``t`` (counted from ``begin_num_update``), per leaf::
@@ -30,21 +29,15 @@ def adam(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
     not.) The default ``learning_rate=0.001`` overrides a scheduler's
     ``base_lr`` unless ``learning_rate=None`` is passed, as in MXNet.
 
-    All arguments are keywords (MXNet's first positional argument is
-    ``learning_rate``, one of the base arguments below).
-
     Args:
+      learning_rate: the step size, 0.001 by default.
       beta1, beta2: decay rates of the moment estimates, in [0, 1).
       epsilon: added to ``sqrt(v)``, > 0.
       lazy_update: accepted for compatibility; only row-sparse gradients
         differ in MXNet, and JAX gradients are dense.
     """
-    del lazy_update
-    b = Base.parse("adam", base, learning_rate=0.001)
-    return b.build(b.rescale(), b.weight_decay(), b.clip(),
-                   transforms.scale_by_adam(beta1, beta2, epsilon,
-                                            begin_num_update=b.begin_num_update),
-                   b.scale_by_learning_rate())
-
-
-adam.__doc__ += BASE_ARGS_DOC
+    del learning_rate, lazy_update  # the rate is in ``base``
+    return base.build(base.rescale(), base.weight_decay(), base.clip(),
+                      transforms.scale_by_adam(beta1, beta2, epsilon,
+                                               begin_num_update=base.begin_num_update),
+                      base.scale_by_learning_rate())

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, validation
+from mxopt.counting import counted
+from mxopt.hyperparams import DecayRate, ExactDecayRate, Given, Positive
 from mxopt.numerics import complement, like, one_minus_power, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class ScaleByAdamaxState(NamedTuple):
-    count: jax.Array  # i32 scalar: t, the update count from begin_num_update
-    beta1: jax.Array  # f32 scalar
-    beta2: jax.Array  # f32 scalar
-    epsilon: jax.Array | None  # f32 scalar, or None for none
+    beta1: ExactDecayRate
+    beta2: DecayRate
+    epsilon: Positive | None  # None for none
     beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
-    mean: optax.Updates  # like params: m
-    norm: optax.Updates  # like params: u, the decayed infinity norm of the gradients
+    mean: LikeParams  # m
+    norm: LikeParams  # u, the decayed infinity norm of the gradients
 
 
 def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | None = None, *,
@@ -48,19 +49,15 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | N
       epsilon: added to ``u``, > 0, or None to add nothing.
       begin_num_update: the update count the run starts from.
     """
-    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
-    eps = None if epsilon is None else hyperparams.scalar("epsilon", epsilon)
-    begin = validation.count("begin_num_update", begin_num_update)
+    given = Given(ScaleByAdamaxState, beta1=beta1, beta2=beta2, epsilon=epsilon)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return ScaleByAdamaxState(jnp.asarray(begin, jnp.int32), b1, b2, eps,
-                                  hyperparams.residual(beta1), zeros, zeros)
+        return ScaleByAdamaxState(**given.fields(), mean=zeros_like(params),
+                                  norm=zeros_like(params))
 
-    def update_fn(updates, state, params=None):
-        del params
-        s = state
-        count = s.count + 1
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del params, extra_args
+        s = given.injected(state)
         correction = 1 / one_minus_power(s.beta1, s.beta1_residual, count.astype(jnp.float32))
         one_minus_beta1 = complement(s.beta1, s.beta1_residual)
 
@@ -75,14 +72,16 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | N
 
         out = tree_map(leaf, updates, s.mean, s.norm)
         updates, mean, norm = jax.tree.transpose(jax.tree.structure(updates), None, out)
-        return updates, s._replace(count=count, mean=mean, norm=norm)
+        return updates, s._replace(mean=mean, norm=norm)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),
+                   begin_num_update=begin_num_update)
 
 
 @register
-def adamax(*, beta1: float = 0.9, beta2: float = 0.999,
-           **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def adamax(learning_rate: float | None = 0.002, beta1: float = 0.9, beta2: float = 0.999, *,
+           base: Base) -> optax.GradientTransformation:
     """MXNet's ``adamax`` (Kingma & Ba, 2015, arXiv:1412.6980, section 7).
 
     At update ``t`` (counted from ``begin_num_update``), per leaf, as
@@ -100,17 +99,12 @@ def adamax(*, beta1: float = 0.9, beta2: float = 0.999,
     overrides a scheduler's ``base_lr`` unless ``learning_rate=None`` is
     passed, as in MXNet.
 
-    All arguments are keywords (MXNet's first positional argument is
-    ``learning_rate``, one of the base arguments below).
-
     Args:
+      learning_rate: the step size, 0.002 by default.
       beta1: decay rate of the mean, in [0, 1).
       beta2: decay rate of the infinity norm, in [0, 1).
     """
-    b = Base.parse("adamax", base, learning_rate=0.002)
-    return b.build(b.rescale(), b.weight_decay(), b.clip(),
-                   scale_by_adamax(beta1, beta2, begin_num_update=b.begin_num_update),
-                   b.scale_by_learning_rate())
-
-
-adamax.__doc__ += BASE_ARGS_DOC
+    del learning_rate  # in ``base``
+    return base.build(base.rescale(), base.weight_decay(), base.clip(),
+                      scale_by_adamax(beta1, beta2, begin_num_update=base.begin_num_update),
+                      base.scale_by_learning_rate())

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, transforms
+from mxopt import transforms
+from mxopt.hyperparams import Given, NonNegative
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class AddDelayCompensationState(NamedTuple):
-    lamda: jax.Array  # f32 scalar
-    previous_weight: optax.Params  # like params: the weight the previous update started from
+    lamda: NonNegative
+    previous_weight: LikeParams  # the weight the previous update started from
 
 
 def add_delay_compensation(lamda: float = 0.04) -> optax.GradientTransformation:
@@ -32,14 +33,17 @@ def add_delay_compensation(lamda: float = 0.04) -> optax.GradientTransformation:
     Args:
       lamda: the strength of the compensation, >= 0.
     """
-    initial = hyperparams.scalar("lamda", lamda)
+    given = Given(AddDelayCompensationState, lamda=lamda)
 
     def init_fn(params):
-        return AddDelayCompensationState(initial, jax.tree.map(jnp.asarray, params))
+        # A copy, so that donating the state does not delete the params.
+        return AddDelayCompensationState(**given.fields(),
+                                         previous_weight=jax.tree.map(jnp.copy, params))
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("dcasgd needs params: call update(grads, state, params)")
+        state = given.injected(state)
         lam = state.lamda
         updates = tree_map(lambda g, w, p: g + like(lam, g) * g * g * (w - p).astype(g.dtype),
                        updates, params, state.previous_weight)
@@ -49,8 +53,9 @@ def add_delay_compensation(lamda: float = 0.04) -> optax.GradientTransformation:
 
 
 @register
-def dcasgd(momentum: float = 0.0, lamda: float = 0.04,
-           **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def dcasgd(momentum: float = 0.0, lamda: float = 0.04, *,
+           base: Base) -> optax.GradientTransformation:
     """MXNet's ``dcasgd``: delay-compensated asynchronous SGD.
 
     Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``
@@ -75,9 +80,6 @@ def dcasgd(momentum: float = 0.0, lamda: float = 0.04,
       Zheng, Meng, Wang, Chen, Yu, Ma & Liu, "Asynchronous Stochastic
       Gradient Descent with Delay Compensation", ICML 2017, arXiv:1609.08326.
     """
-    b = Base.parse("dcasgd", base)
-    return b.build(b.rescale(), b.clip(), add_delay_compensation(lamda), b.weight_decay(),
-                   b.scale_by_learning_rate(), transforms.momentum_buffer(momentum))
-
-
-dcasgd.__doc__ += BASE_ARGS_DOC
+    return base.build(base.rescale(), base.clip(), add_delay_compensation(lamda),
+                      base.weight_decay(), base.scale_by_learning_rate(),
+                      transforms.momentum_buffer(momentum))

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, transforms
+from mxopt import transforms
+from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import like, one_minus_float32_power, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class ScaleByFtmlState(NamedTuple):
-    rate: transforms.ScaleByLearningRateState  # its count is t, the update count
-    beta1: jax.Array  # f32 scalar
-    beta2: jax.Array  # f32 scalar
-    epsilon: jax.Array  # f32 scalar
-    d: optax.Updates  # like params: d_{t-1}
-    v: optax.Updates  # like params
-    z: optax.Updates  # like params
+    rate: transforms.LearningRateState
+    beta1: DecayRate
+    beta2: DecayRate
+    epsilon: Positive
+    d: LikeParams  # d_{t-1}
+    v: LikeParams
+    z: LikeParams
 
 
 def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: float = 0.999,
@@ -44,23 +46,23 @@ def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: floa
     :func:`mxopt.numerics.one_minus_float32_power`).
 
     Args:
-      rate: the learning rate per leaf and update (its count is ``t``).
+      rate: the learning rate per leaf and update.
       beta1, beta2: decay rates, in [0, 1).
       epsilon: added to the root, > 0.
     """
-    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
-    eps = hyperparams.scalar("epsilon", epsilon)
+    given = Given(ScaleByFtmlState, beta1=beta1, beta2=beta2, epsilon=epsilon)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return ScaleByFtmlState(rate.init(params), b1, b2, eps, zeros, zeros, zeros)
+        return ScaleByFtmlState(rate.init(params), **given.fields(), d=zeros_like(params),
+                                v=zeros_like(params), z=zeros_like(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del extra_args
         if params is None:
             raise ValueError("ftml needs params: call update(grads, state, params)")
-        s = state
-        lrs, rate_state = rate.next(s.rate, updates)
-        t = rate_state.count.astype(jnp.float32)
+        s = given.injected(state)
+        lrs = rate.at(s.rate, count, updates)
+        t = count.astype(jnp.float32)
         corrections = (one_minus_float32_power(s.beta1, t), one_minus_float32_power(s.beta2, t))
 
         def step(g, w, lr, d, v, z):
@@ -81,14 +83,15 @@ def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: floa
         parts = jax.tree_util.tree_transpose(jax.tree_util.tree_structure(updates),
                                              jax.tree_util.tree_structure((0, 0, 0, 0)), out)
         updates, d, v, z = parts
-        return updates, s._replace(rate=rate_state, d=d, v=v, z=z)
+        return updates, s._replace(rate=rate.given.injected(s.rate), d=d, v=v, z=z)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
 @register
-def ftml(beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8,
-         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def ftml(beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8, *,
+         base: Base) -> optax.GradientTransformation:
     """MXNet's ``ftml`` (Zheng & Kwok, 2017).
 
     At update ``t`` (counted from ``begin_num_update``), per leaf, with
@@ -115,9 +118,5 @@ def ftml(beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8,
       Zheng & Kwok, 2017, "Follow the Moving Leader in Deep Learning",
       ICML, http://proceedings.mlr.press/v70/zheng17a/zheng17a.pdf.
     """
-    b = Base.parse("ftml", base)
-    return b.build(b.rescale(), b.weight_decay(), b.clip(),
-                   scale_by_ftml(b.rate(), beta1, beta2, epsilon))
-
-
-ftml.__doc__ += BASE_ARGS_DOC
+    return base.build(base.rescale(), base.weight_decay(), base.clip(),
+                      scale_by_ftml(base.rate(), beta1, beta2, epsilon))

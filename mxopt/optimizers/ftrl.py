@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+import dataclasses
+from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, multipliers
+from mxopt import multipliers
+from mxopt.hyperparams import Given, Multipliers, NonNegative
 from mxopt.multipliers import MultiplierSpec
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
-from mxopt.transforms import LearningRate, ScaleByLearningRateState
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
+from mxopt.transforms import LearningRate, LearningRateState
 
 
 @readable
 class FtrlStepState(NamedTuple):
-    rate: ScaleByLearningRateState  # the update count, learning_rate and lr_mult
-    lamda1: jax.Array  # f32 scalar
-    beta: jax.Array  # f32 scalar
-    wd: jax.Array  # f32 scalar
-    wd_mult: chex.ArrayTree | None  # f32 scalar per leaf, or None for all 1
-    z: optax.Updates  # like params: the gradients, less the proximal terms, summed
-    n: optax.Updates  # like params: the squared gradients summed
+    rate: LearningRateState  # learning_rate and lr_mult
+    lamda1: NonNegative
+    beta: NonNegative
+    wd: NonNegative
+    wd_mult: Multipliers | None  # None for all 1
+    z: LikeParams  # the gradients, less the proximal terms, summed
+    n: LikeParams  # the squared gradients summed
 
 
 def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: float = 0.0,
@@ -57,18 +59,19 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
       wd: the L2 penalty, >= 0.
       wd_mult: per-leaf multipliers of ``wd`` (see :mod:`mxopt.multipliers`).
     """
-    l1, b = hyperparams.scalar("lamda1", lamda1), hyperparams.scalar("beta", beta)
-    decay = hyperparams.scalar("wd", wd)
+    given = Given(FtrlStepState, lamda1=lamda1, beta=beta, wd=wd)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return FtrlStepState(rate.init(params), l1, b, decay,
-                             multipliers.resolve(wd_mult, params, "wd_mult"), zeros, zeros)
+        return FtrlStepState(rate.init(params), **given.fields(),
+                             wd_mult=multipliers.resolve(wd_mult, params, "wd_mult"),
+                             z=zeros_like(params), n=zeros_like(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del extra_args
         if params is None:
             raise ValueError("ftrl needs params: call update(grads, state, params)")
-        lrs, rate_state = rate.next(state.rate, updates)
+        state = given.injected(state)
+        lrs = rate.at(state.rate, count, updates)
         wds = multipliers.per_leaf(state.wd, state.wd_mult, updates)
 
         def leaf(g, w, z, n, lr, wd):
@@ -90,14 +93,15 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
 
         out = tree_map(leaf, updates, params, state.z, state.n, lrs, wds)
         steps, z, n = jax.tree.transpose(jax.tree.structure(updates), None, out)
-        return steps, state._replace(rate=rate_state, z=z, n=n)
+        return steps, state._replace(rate=rate.given.injected(state.rate), z=z, n=n)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
 @register
-def ftrl(*, lamda1: float = 0.01, beta: float = 1.0,
-         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def ftrl(lamda1: float = 0.01, learning_rate: float | None = None, beta: float = 1.0, *,
+         base: Base) -> optax.GradientTransformation:
     """MXNet's ``ftrl``: FTRL-Proximal (McMahan et al., 2013).
 
     Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``,
@@ -122,21 +126,17 @@ def ftrl(*, lamda1: float = 0.01, beta: float = 1.0,
     float16 ``z`` and ``n`` (MXNet 1.9.1 fails there: it makes float32
     states for them).
 
-    All arguments are keywords (MXNet's second positional argument is
-    ``learning_rate``, one of the base arguments below).
-
     Args:
       lamda1: the L1 regularization coefficient, >= 0.
+      learning_rate: the step size; 0.1 without a scheduler.
       beta: the per-coordinate learning-rate parameter, >= 0.
 
     References:
       McMahan et al., "Ad Click Prediction: a View from the Trenches",
       KDD 2013, https://dl.acm.org/doi/10.1145/2487575.2488200.
     """
-    if base.get("lr_scheduler") is None and base.get("learning_rate") is None:
-        base = {**base, "learning_rate": 0.1}
-    b = Base.parse("ftrl", base)
-    return b.build(b.rescale(), b.clip(), ftrl_step(b.rate(), lamda1, beta, b.wd, b.wd_mult))
-
-
-ftrl.__doc__ += BASE_ARGS_DOC
+    del learning_rate  # in ``base``
+    if base.lr_scheduler is None and base.learning_rate is None:
+        base = dataclasses.replace(base, learning_rate=0.1)
+    return base.build(base.rescale(), base.clip(),
+                      ftrl_step(base.rate(), lamda1, beta, base.wd, base.wd_mult))

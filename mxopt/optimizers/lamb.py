@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, validation
+from mxopt.counting import counted
+from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import like, one_minus_float32_power, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.packing import leaf_sums
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 def _norm(leaf: jax.Array, leaf_sum) -> jax.Array:
@@ -23,12 +25,11 @@ def _norm(leaf: jax.Array, leaf_sum) -> jax.Array:
 
 @readable
 class ScaleByLambState(NamedTuple):
-    count: jax.Array  # i32 scalar: t, the update count from begin_num_update
-    beta1: jax.Array  # f32 scalar
-    beta2: jax.Array  # f32 scalar
-    epsilon: jax.Array  # f32 scalar
-    mean: optax.Updates  # like params
-    var: optax.Updates  # like params
+    beta1: DecayRate
+    beta2: DecayRate
+    epsilon: Positive
+    mean: LikeParams
+    var: LikeParams
 
 
 def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-6,
@@ -54,20 +55,16 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
       bias_correction: divide the moments by ``1 - beta^t``.
       begin_num_update: the update count the run starts from.
     """
-    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
-    eps = hyperparams.scalar("epsilon", epsilon)
-    begin = validation.count("begin_num_update", begin_num_update)
+    given = Given(ScaleByLambState, beta1=beta1, beta2=beta2, epsilon=epsilon)
     if not isinstance(bias_correction, bool):
         raise ValueError(f"bias_correction must be a bool, got {bias_correction!r}")
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return ScaleByLambState(jnp.asarray(begin, jnp.int32), b1, b2, eps, zeros, zeros)
+        return ScaleByLambState(**given.fields(), mean=zeros_like(params), var=zeros_like(params))
 
-    def update_fn(updates, state, params=None):
-        del params
-        s = state
-        count = s.count + 1
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del params, extra_args
+        s = given.injected(state)
         t = count.astype(jnp.float32)
 
         def moment(beta, old, new):
@@ -82,15 +79,16 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
                 v = v / like(one_minus_float32_power(s.beta2, t), v)
             return m / (jnp.sqrt(v) + like(s.epsilon, v))
 
-        return tree_map(direction, mean, var), s._replace(count=count, mean=mean, var=var)
+        return tree_map(direction, mean, var), s._replace(mean=mean, var=var)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),
+                   begin_num_update=begin_num_update)
 
 
 @readable
 class ScaleByTrustRatioState(NamedTuple):
-    lower_bound: jax.Array | None  # f32 scalar, or None for no lower bound
-    upper_bound: jax.Array | None  # f32 scalar, or None for no upper bound
+    lower_bound: Positive | None  # None for no lower bound
+    upper_bound: Positive | None  # None for no upper bound
 
 
 def scale_by_trust_ratio(lower_bound: float | None = None,
@@ -106,17 +104,16 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
     Args:
       lower_bound, upper_bound: bounds on ``|w|``, > 0, or ``None`` for none.
     """
-    initial = ScaleByTrustRatioState(
-        None if lower_bound is None else hyperparams.scalar("lower_bound", lower_bound),
-        None if upper_bound is None else hyperparams.scalar("upper_bound", upper_bound))
+    given = Given(ScaleByTrustRatioState, lower_bound=lower_bound, upper_bound=upper_bound)
 
     def init_fn(params):
         del params
-        return initial
+        return ScaleByTrustRatioState(**given.fields())
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("the trust ratio needs params: call update(grads, state, params)")
+        state = given.injected(state)
 
         def scaled(g, w, leaf_sum):
             r1, r2 = _norm(w, leaf_sum).astype(g.dtype), _norm(g, leaf_sum)
@@ -134,10 +131,11 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
 
 
 @register
-def lamb(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-6,
-         lower_bound: float | None = None, upper_bound: float | None = None,
-         bias_correction: bool = True,
-         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def lamb(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+         epsilon: float = 1e-6, lower_bound: float | None = None,
+         upper_bound: float | None = None, bias_correction: bool = True, *,
+         base: Base) -> optax.GradientTransformation:
     """MXNet's ``lamb`` (You et al., 2020, arXiv:1904.00962).
 
     At update ``t`` (counted from ``begin_num_update``), per leaf::
@@ -162,10 +160,8 @@ def lamb(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-6,
     aggregated ``multi_mp_lamb_update`` that ``mx.optimizer.Updater`` uses
     takes ``|w|`` from the float16 weights.)
 
-    All arguments are keywords (MXNet's first positional argument is
-    ``learning_rate``, one of the base arguments below).
-
     Args:
+      learning_rate: the step size, 0.001 by default.
       beta1, beta2: decay rates of the moment estimates, in [0, 1).
       epsilon: added to ``sqrt(v_hat)``, > 0.
       lower_bound, upper_bound: bounds on the weight norm ``r1``, > 0, or
@@ -176,12 +172,9 @@ def lamb(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-6,
       You et al., 2020, "Large Batch Optimization for Deep Learning:
       Training BERT in 76 minutes", arXiv:1904.00962.
     """
-    b = Base.parse("lamb", base, learning_rate=0.001)
-    return b.build(b.rescale(), b.clip(),
-                   scale_by_lamb(beta1, beta2, epsilon, bias_correction,
-                                 begin_num_update=b.begin_num_update),
-                   b.weight_decay(), scale_by_trust_ratio(lower_bound, upper_bound),
-                   b.scale_by_learning_rate())
-
-
-lamb.__doc__ += BASE_ARGS_DOC
+    del learning_rate  # in ``base``
+    return base.build(base.rescale(), base.clip(),
+                      scale_by_lamb(beta1, beta2, epsilon, bias_correction,
+                                    begin_num_update=base.begin_num_update),
+                      base.weight_decay(), scale_by_trust_ratio(lower_bound, upper_bound),
+                      base.scale_by_learning_rate())

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, multipliers, transforms
+from mxopt import multipliers, transforms
+from mxopt.hyperparams import Given, NonNegative
 from mxopt.multipliers import MultiplierSpec
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.packing import refuse_packed
 from mxopt.precision import multi_precision
 from mxopt.registry import register
@@ -61,16 +62,14 @@ def with_momentum(trace: optax.GradientTransformation, steps: optax.Updates,
 
 @readable
 class ScaleByLarsState(NamedTuple):
-    eta: jax.Array  # f32 scalar
-    eps: jax.Array  # f32 scalar
+    eta: NonNegative
+    eps: NonNegative
     last_lr: jax.Array  # f32 scalar: the previous update's rate before lr_mult; 0 before any
     rescale: transforms.RescaleState
     clip: transforms.ClipState | optax.EmptyState
     decay: transforms.AddDecayedWeightsState
-    rate: transforms.ScaleByLearningRateState
+    rate: transforms.LearningRateState
     mom: transforms.TraceState | optax.EmptyState  # EmptyState when momentum is 0
-
-    RUNNING = ("last_lr",)  # not a hyperparameter (see mxopt.hyperparams)
 
 
 def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: float = 0.001,
@@ -106,7 +105,7 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
     norms are taken of the masters rounded to them, which are the stored
     weights (see :func:`on_master_copies`).
     """
-    eta_, eps_ = hyperparams.scalar("eta", eta), hyperparams.scalar("eps", eps)
+    given = Given(ScaleByLarsState, eta=eta, eps=eps)
     exempted = exemption_rule(exempt)
     rescale = transforms.rescale(rescale_grad)
     clip = transforms.clip(clip_gradient)
@@ -115,15 +114,17 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
 
     def init_fn(params):
         refuse_packed(params, "lars", "takes each leaf's norms and exempts leaves by name")
-        return ScaleByLarsState(eta_, eps_, jnp.zeros((), jnp.float32), rescale.init(params),
-                                clip.init(params), decay.init(params), rate.init(params),
-                                trace.init(params))
+        return ScaleByLarsState(**given.fields(), last_lr=jnp.zeros((), jnp.float32),
+                                rescale=rescale.init(params), clip=clip.init(params),
+                                decay=decay.init(params), rate=rate.init(params),
+                                mom=trace.init(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del extra_args
         if params is None:
             raise ValueError("lars needs params: call update(grads, state, params)")
-        s = state
-        lrs, rate_state = rate.next(s.rate, updates)
+        s = given.injected(state)
+        lrs = rate.at(s.rate, count, updates)
         wds = multipliers.per_leaf(s.decay.wd, s.decay.wd_mult, updates)
         scale = s.rescale.rescale_grad
 
@@ -142,16 +143,16 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
         grads, clip_state = clip.update(grads, s.clip)
         grads, decay_state = decay.update(grads, s.decay, params)
         steps = jax.tree_util.tree_map(lambda g, lr: -lr.astype(g.dtype) * g, grads, layer_lrs)
-        lr = rate.unscaled(rate_state)
+        lr = rate.unscaled(s.rate, count)
         last = s.last_lr
         mu = s.mom.momentum if isinstance(s.mom, transforms.TraceState) else None
         if mu is not None and momentum_correction:
             mu = jnp.where(last != 0, mu * (lr / jnp.where(last != 0, last, 1)), mu)
         steps, trace_state = with_momentum(trace, steps, s.mom, mu)
-        return steps, ScaleByLarsState(s.eta, s.eps, lr, rescale_state,
-                                       clip_state, decay_state, rate_state, trace_state)
+        return steps, ScaleByLarsState(s.eta, s.eps, lr, rescale_state, clip_state, decay_state,
+                                       rate.given.injected(s.rate), trace_state)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
 def on_master_copies(
@@ -177,9 +178,10 @@ def on_master_copies(
 
 
 @register
+@optimizer
 def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, eps: float = 0,
-         momentum_correction: bool = True, exempt: Exemption = None,
-         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+         momentum_correction: bool = True, *, exempt: Exemption = None,
+         base: Base) -> optax.GradientTransformation:
     """MXNet's ``lars``: layer-wise adaptive rate scaling (You et al., 2017).
 
     SGD with momentum and weight decay whose learning rate is scaled per
@@ -223,21 +225,17 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
     del lazy_update
     if not isinstance(momentum_correction, bool):
         raise ValueError(f"momentum_correction must be a bool, got {momentum_correction!r}")
-    b = Base.parse("lars", base)
 
     def make(stored_dtypes=None):
-        return scale_by_lars(b.rate(), momentum=momentum, eta=eta, eps=eps,
+        return scale_by_lars(base.rate(), momentum=momentum, eta=eta, eps=eps,
                              momentum_correction=momentum_correction,
-                             rescale_grad=b.rescale_grad, clip_gradient=b.clip_gradient,
-                             wd=b.wd, wd_mult=b.wd_mult, exempt=exempt,
+                             rescale_grad=base.rescale_grad, clip_gradient=base.clip_gradient,
+                             wd=base.wd, wd_mult=base.wd_mult, exempt=exempt,
                              stored_dtypes=stored_dtypes)
 
     tx = make()  # checks the arguments now, with or without multi_precision
-    if b.multi_precision:
+    if base.multi_precision:
         # MXNet's LARS takes its norms of the float16 weights, not of the masters;
-        # this is b.build with their dtypes passed in.
-        return b.finish(on_master_copies(lambda dtypes: optax.chain(make(dtypes))))
-    return b.build(tx)
-
-
-lars.__doc__ += BASE_ARGS_DOC
+        # this is base.build with their dtypes passed in.
+        return base.finish(on_master_copies(lambda dtypes: base.chain(make(dtypes))))
+    return base.build(tx)

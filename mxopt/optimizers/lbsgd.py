@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +10,11 @@ import optax
 
 from mxopt import multipliers, transforms, validation
 from mxopt.multipliers import MultiplierSpec
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.optimizers.lars import sum_of_squares
 from mxopt.packing import refuse_packed
 from mxopt.registry import register
+from mxopt.sharding import zeros_like
 from mxopt.structure import readable
 
 WARMUP_STRATEGIES = ("linear", "power2", "sqrt", "lars")
@@ -43,12 +44,11 @@ def lars_multiplier(w: jax.Array, g: jax.Array, wd: jax.Array) -> jax.Array:
 
 @readable
 class ScaleByLbsgdState(NamedTuple):
-    count: jax.Array  # i32 scalar: calls so far, from begin_epoch * updates_per_epoch
     grad_sum: optax.Updates | None  # like params: grads since the last update (None: batch_scale 1)
     rescale: transforms.RescaleState
     clip: transforms.ClipState | optax.EmptyState
     decay: transforms.AddDecayedWeightsState
-    rate: transforms.ScaleByLearningRateState
+    rate: transforms.LearningRateState
     mom: transforms.TraceState | optax.EmptyState  # EmptyState when momentum is 0
 
 
@@ -59,8 +59,9 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
                    wd_mult: MultiplierSpec = None) -> optax.GradientTransformation:
     """MXNet's LBSGD step, from the raw gradient to the weight update.
 
-    Each call counts ``n`` (from ``begin_count``) and adds the gradient to a
-    sum. Every call where ``n`` is a multiple of ``batch_scale``, per leaf::
+    Each call counts ``n`` (from ``begin_count``: ``n`` is the update count
+    less ``rate.begin_num_update`` plus ``begin_count``) and adds the
+    gradient to a sum. Every call where ``n`` is a multiple of ``batch_scale``, per leaf::
 
         g = sum / batch_scale;  sum = 0
         mult = warmup_multiplier(n)   or, for 'lars', lars_multiplier(w, g, wd)
@@ -78,17 +79,17 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
 
     def init_fn(params):
         refuse_packed(params, "lbsgd", "takes each leaf's norms")
-        grad_sum = None if batch_scale == 1 else optax.tree.zeros_like(params)
-        return ScaleByLbsgdState(jnp.asarray(begin_count, jnp.int32), grad_sum,
-                                 rescale.init(params), clip.init(params), decay.init(params),
-                                 rate.init(params), trace.init(params))
+        grad_sum = None if batch_scale == 1 else zeros_like(params)
+        return ScaleByLbsgdState(grad_sum, rescale.init(params), clip.init(params),
+                                 decay.init(params), rate.init(params), trace.init(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del extra_args
         if params is None:
             raise ValueError("lbsgd needs params: call update(grads, state, params)")
         s = state
-        count = s.count + 1
-        lrs, rate_state = rate.next(s.rate, updates)
+        calls = count + (begin_count - rate.begin_num_update)  # MXNet's num_cums
+        lrs = rate.at(s.rate, count, updates)
         if s.grad_sum is None:
             grads = updates
         else:
@@ -98,7 +99,7 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
             wds = multipliers.per_leaf(s.decay.wd, s.decay.wd_mult, updates)
             mults = jax.tree_util.tree_map(lars_multiplier, params, grads, wds)
         else:
-            mult = warmup_multiplier(warmup_strategy, count, warmup_updates, batch_scale)
+            mult = warmup_multiplier(warmup_strategy, calls, warmup_updates, batch_scale)
             mults = jax.tree_util.tree_map(lambda _: mult, lrs)
         g, rescale_state = rescale.update(grads, s.rescale)
         g, clip_state = clip.update(g, s.clip)
@@ -108,7 +109,7 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
         steps, trace_state = trace.update(steps, s.mom)
         grad_sum = None
         if s.grad_sum is not None:
-            apply = count % batch_scale == 0
+            apply = calls % batch_scale == 0
 
             def when(new, old):
                 return jnp.where(apply, new, old)
@@ -116,17 +117,18 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
             steps = jax.tree_util.tree_map(lambda u: when(u, jnp.zeros_like(u)), steps)
             trace_state = jax.tree_util.tree_map(when, trace_state, s.mom)
             grad_sum = jax.tree_util.tree_map(lambda t: when(jnp.zeros_like(t), t), total)
-        return steps, ScaleByLbsgdState(count, grad_sum, rescale_state, clip_state, decay_state,
-                                        rate_state, trace_state)
+        return steps, ScaleByLbsgdState(grad_sum, rescale_state, clip_state, decay_state,
+                                        rate.given.injected(s.rate), trace_state)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
 @register
+@optimizer
 def lbsgd(momentum: float = 0.0, multi_precision: bool = False, warmup_strategy: str = "linear",
           warmup_epochs: int = 5, batch_scale: int = 1, updates_per_epoch: int = 32,
-          begin_epoch: int = 0, num_epochs: int = 60,
-          **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+          begin_epoch: int = 0, num_epochs: int = 60, *,
+          base: Base) -> optax.GradientTransformation:
     """MXNet's ``lbsgd``: large-batch SGD with gradient accumulation and rate warmup.
 
     It emulates a batch ``batch_scale`` times larger: each call adds the
@@ -178,13 +180,9 @@ def lbsgd(momentum: float = 0.0, multi_precision: bool = False, warmup_strategy:
     updates_per_epoch = validation.count("updates_per_epoch", updates_per_epoch, minimum=1)
     begin_epoch = validation.count("begin_epoch", begin_epoch)
     validation.count("num_epochs", num_epochs)
-    b = Base.parse("lbsgd", {**base, "multi_precision": multi_precision})
-    return b.build(scale_by_lbsgd(b.rate(), momentum=momentum, warmup_strategy=warmup_strategy,
-                                  warmup_updates=warmup_epochs * updates_per_epoch,
-                                  batch_scale=batch_scale,
-                                  begin_count=begin_epoch * updates_per_epoch,
-                                  rescale_grad=b.rescale_grad, clip_gradient=b.clip_gradient,
-                                  wd=b.wd, wd_mult=b.wd_mult))
-
-
-lbsgd.__doc__ += BASE_ARGS_DOC
+    del multi_precision  # in ``base``
+    return base.build(scale_by_lbsgd(
+        base.rate(), momentum=momentum, warmup_strategy=warmup_strategy,
+        warmup_updates=warmup_epochs * updates_per_epoch, batch_scale=batch_scale,
+        begin_count=begin_epoch * updates_per_epoch, rescale_grad=base.rescale_grad,
+        clip_gradient=base.clip_gradient, wd=base.wd, wd_mult=base.wd_mult))

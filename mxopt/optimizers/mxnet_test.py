@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import optax
 
 from mxopt.numerics import tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class RememberWeightState(NamedTuple):
-    weight: optax.Params  # like params: the weight after the last update (zeros before any)
+    weight: LikeParams  # the weight after the last update (zeros before any)
 
 
 def remember_weight() -> optax.GradientTransformation:
     """Passes updates through and keeps the weight they lead to, ``w + u``, in the state."""
 
     def init_fn(params):
-        return RememberWeightState(optax.tree.zeros_like(params))
+        return RememberWeightState(zeros_like(params))
 
     def update_fn(updates, state, params=None):
         if params is None:
@@ -33,7 +34,8 @@ def remember_weight() -> optax.GradientTransformation:
 
 
 @register(name="test")
-def mxnet_test(**base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def mxnet_test(*, base: Base) -> optax.GradientTransformation:
     """MXNet's ``test`` optimizer, which MXNet's own unit tests use.
 
     Per leaf::
@@ -47,8 +49,4 @@ def mxnet_test(**base: Unpack[BaseArgs]) -> optax.GradientTransformation:
     ignored: there is no learning rate, clipping or weight decay.
     Registered as ``"test"``.
     """
-    b = Base.parse("test", base)
-    return b.build(b.rescale(), remember_weight())
-
-
-mxnet_test.__doc__ += BASE_ARGS_DOC
+    return base.build(base.rescale(), remember_weight())

@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, validation
+from mxopt import validation
+from mxopt.counting import counted
+from mxopt.hyperparams import ExactDecayRate, Given, NonNegative, Positive
 from mxopt.numerics import complement, like, one_minus_power, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class ScaleByNadamState(NamedTuple):
-    count: jax.Array  # i32 scalar: t, the update count from begin_num_update
-    beta1: jax.Array  # f32 scalar
-    beta2: jax.Array  # f32 scalar
-    epsilon: jax.Array  # f32 scalar
-    schedule_decay: jax.Array  # f32 scalar
+    beta1: ExactDecayRate
+    beta2: ExactDecayRate
+    epsilon: Positive
+    schedule_decay: NonNegative
     beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
     beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
     schedule: jax.Array  # f32 scalar: 1 - P_t, P_t the momentum schedule's product so far
-    mean: optax.Updates  # like params: m
-    var: optax.Updates  # like params: v
-
-    RUNNING = ("schedule",)  # not a hyperparameter (see mxopt.hyperparams)
+    mean: LikeParams  # m
+    var: LikeParams  # v
 
 
 def _momentum_complement(beta1: jax.Array, beta1_residual: jax.Array, decay: jax.Array,
@@ -113,22 +113,17 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
       gamma, alpha: the shape of the warm-up (0.5 and 0.96 in MXNet and in
         the report; MXNet.jl's ``NadamScheduler`` calls them ``γ`` and ``α``).
     """
-    b1, b2 = hyperparams.scalar("beta1", beta1), hyperparams.scalar("beta2", beta2)
-    eps = hyperparams.scalar("epsilon", epsilon)
-    decay = hyperparams.scalar("schedule_decay", schedule_decay)
-    begin = validation.count("begin_num_update", begin_num_update)
+    given = Given(ScaleByNadamState, beta1=beta1, beta2=beta2, epsilon=epsilon,
+                  schedule_decay=schedule_decay)
     gamma, alpha = validation.real("gamma", gamma), validation.positive("alpha", alpha)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return ScaleByNadamState(jnp.asarray(begin, jnp.int32), b1, b2, eps, decay,
-                                 hyperparams.residual(beta1), hyperparams.residual(beta2),
-                                 jnp.zeros((), jnp.float32), zeros, zeros)
+        return ScaleByNadamState(**given.fields(), schedule=jnp.zeros((), jnp.float32),
+                                 mean=zeros_like(params), var=zeros_like(params))
 
-    def update_fn(updates, state, params=None):
-        del params
-        s = state
-        count = s.count + 1
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del params, extra_args
+        s = given.injected(state)
         t = count.astype(jnp.float32)
         mu, one_minus_mu = _momentum_complement(s.beta1, s.beta1_residual, s.schedule_decay, t,
                                                 gamma, alpha)
@@ -136,15 +131,17 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
                                                           s.schedule_decay, t + 1, gamma, alpha)
         updates, mean, var, schedule = nadam_step(updates, s, t, one_minus_mu, mu_next,
                                                   one_minus_mu_next)
-        return updates, s._replace(count=count, schedule=schedule, mean=mean, var=var)
+        return updates, s._replace(schedule=schedule, mean=mean, var=var)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),
+                   begin_num_update=begin_num_update)
 
 
 @register
-def nadam(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
-          schedule_decay: float = 0.004,
-          **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def nadam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+          epsilon: float = 1e-8, schedule_decay: float = 0.004, *,
+          base: Base) -> optax.GradientTransformation:
     """MXNet's ``nadam``: Adam with Nesterov momentum (Dozat, 2016).
 
     At update ``t`` (counted from ``begin_num_update``), per leaf, with
@@ -166,10 +163,8 @@ def nadam(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
     as in Adam. The default ``learning_rate=0.001`` overrides a scheduler's
     ``base_lr`` unless ``learning_rate=None`` is passed, as in MXNet.
 
-    All arguments are keywords (MXNet's first positional argument is
-    ``learning_rate``, one of the base arguments below).
-
     Args:
+      learning_rate: the step size, 0.001 by default.
       beta1: decay rate of the mean, in [0, 1); the momentum schedule
         warms up to it.
       beta2: decay rate of the second moment, in [0, 1).
@@ -180,11 +175,8 @@ def nadam(*, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
       Dozat, "Incorporating Nesterov Momentum into Adam", 2016,
       http://cs229.stanford.edu/proj2015/054_report.pdf.
     """
-    b = Base.parse("nadam", base, learning_rate=0.001)
-    return b.build(b.rescale(), b.weight_decay(), b.clip(),
-                   scale_by_nadam(beta1, beta2, epsilon, schedule_decay,
-                                  begin_num_update=b.begin_num_update),
-                   b.scale_by_learning_rate())
-
-
-nadam.__doc__ += BASE_ARGS_DOC
+    del learning_rate  # in ``base``
+    return base.build(base.rescale(), base.weight_decay(), base.clip(),
+                      scale_by_nadam(beta1, beta2, epsilon, schedule_decay,
+                                     begin_num_update=base.begin_num_update),
+                      base.scale_by_learning_rate())

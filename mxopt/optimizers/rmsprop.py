@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, transforms
+from mxopt import transforms, validation
+from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class ScaleByRMSPropState(NamedTuple):
-    gamma1: jax.Array  # f32 scalar
-    epsilon: jax.Array  # f32 scalar
-    mean_square: optax.Updates  # like params: E[g^2] (MXNet's state n)
-    mean: optax.Updates | None  # like params: E[g] (MXNet's state g); None unless centered
+    gamma1: DecayRate
+    epsilon: Positive
+    mean_square: LikeParams  # E[g^2] (MXNet's state n)
+    mean: LikeParams | None  # E[g] (MXNet's state g); None unless centered
 
 
 def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
@@ -47,15 +48,15 @@ def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
       epsilon: added under the square root, > 0.
       centered: Graves's centered form.
     """
-    g1, eps = hyperparams.scalar("gamma1", gamma1), hyperparams.scalar("epsilon", epsilon)
+    given = Given(ScaleByRMSPropState, gamma1=gamma1, epsilon=epsilon)
 
     def init_fn(params):
-        zeros = optax.tree.zeros_like(params)
-        return ScaleByRMSPropState(g1, eps, zeros, zeros if centered else None)
+        return ScaleByRMSPropState(**given.fields(), mean_square=zeros_like(params),
+                                   mean=zeros_like(params) if centered else None)
 
     def update_fn(updates, state, params=None):
         del params
-        s = state
+        s = given.injected(state)
 
         def average(old, new):
             return like(1 - s.gamma1, new) * new + like(s.gamma1, old) * old
@@ -74,8 +75,8 @@ def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
 
 @readable
 class MomentumState(NamedTuple):
-    gamma2: jax.Array  # f32 scalar
-    delta: optax.Updates  # like params: the last step taken (MXNet's state delta)
+    gamma2: DecayRate
+    delta: LikeParams  # the last step taken (MXNet's state delta)
 
 
 def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
@@ -88,7 +89,7 @@ def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
     Args:
       gamma2: decay of the step, in [0, 1).
     """
-    hyperparams.scalar("gamma2", gamma2)
+    validation.decay_rate("gamma2", gamma2)
     inner = transforms.trace(gamma2)
 
     def init_fn(params):
@@ -103,7 +104,7 @@ def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
 
 @readable
 class ClipWeightsState(NamedTuple):
-    clip_weights: jax.Array  # f32 scalar
+    clip_weights: Positive
 
 
 def clip_new_weights(bound: float | None = None) -> optax.GradientTransformation:
@@ -120,15 +121,16 @@ def clip_new_weights(bound: float | None = None) -> optax.GradientTransformation
     """
     if bound is None:
         return optax.identity()
-    initial = hyperparams.scalar("clip_weights", bound)
+    given = Given(ClipWeightsState, clip_weights=bound)
 
     def init_fn(params):
         del params
-        return ClipWeightsState(initial)
+        return ClipWeightsState(**given.fields())
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("clip_weights needs params: call update(grads, state, params)")
+        state = given.injected(state)
 
         def clipped(u, w):
             c = like(state.clip_weights, u)
@@ -141,9 +143,10 @@ def clip_new_weights(bound: float | None = None) -> optax.GradientTransformation
 
 
 @register
-def rmsprop(*, gamma1: float = 0.9, gamma2: float = 0.9, epsilon: float = 1e-8,
-            centered: bool = False, clip_weights: float | None = None,
-            **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def rmsprop(learning_rate: float | None = 0.001, gamma1: float = 0.9, gamma2: float = 0.9,
+            epsilon: float = 1e-8, centered: bool = False, clip_weights: float | None = None, *,
+            base: Base) -> optax.GradientTransformation:
     """MXNet's ``rmsprop`` (Tieleman & Hinton, 2012; centered: Graves, 2013).
 
     Per leaf, as MXNet 1.9.1's ``rmsprop_update`` kernel computes it::
@@ -165,10 +168,8 @@ def rmsprop(*, gamma1: float = 0.9, gamma2: float = 0.9, epsilon: float = 1e-8,
     default ``learning_rate=0.001`` overrides a scheduler's ``base_lr``
     unless ``learning_rate=None`` is passed, as in MXNet.
 
-    All arguments are keywords (MXNet's first positional argument is
-    ``learning_rate``, one of the base arguments below).
-
     Args:
+      learning_rate: the step size, 0.001 by default.
       gamma1: decay of the running averages of ``g^2`` (and ``g``), in [0, 1).
       gamma2: decay of the centered form's step ``delta``, in [0, 1).
       epsilon: added under the square root, > 0.
@@ -176,14 +177,11 @@ def rmsprop(*, gamma1: float = 0.9, gamma2: float = 0.9, epsilon: float = 1e-8,
       clip_weights: clip the weights to ``[-clip_weights, clip_weights]``
         after each update, > 0; ``None`` for no clipping.
     """
-    b = Base.parse("rmsprop", base, learning_rate=0.001)
+    del learning_rate  # in ``base``
     if not isinstance(centered, bool):
         raise ValueError(f"centered must be a bool, got {centered!r}")
-    hyperparams.scalar("gamma2", gamma2)  # checked even where only the centered form uses it
+    validation.decay_rate("gamma2", gamma2)  # checked even where only the centered form uses it
     step = (graves_momentum(gamma2),) if centered else ()
-    return b.build(b.rescale(), b.weight_decay(), b.clip(),
-                   scale_by_rmsprop(gamma1, epsilon, centered=centered),
-                   b.scale_by_learning_rate(), *step, clip_new_weights(clip_weights))
-
-
-rmsprop.__doc__ += BASE_ARGS_DOC
+    return base.build(base.rescale(), base.weight_decay(), base.clip(),
+                      scale_by_rmsprop(gamma1, epsilon, centered=centered),
+                      base.scale_by_learning_rate(), *step, clip_new_weights(clip_weights))

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import warnings
-from typing import Unpack
 
 import optax
 
 from mxopt import transforms
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
 
 
 @register
-def sgd(momentum: float = 0.0, lazy_update: bool = True,
-        **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def sgd(momentum: float = 0.0, lazy_update: bool = True, *,
+        base: Base) -> optax.GradientTransformation:
     """MXNet's ``sgd``: SGD with momentum and weight decay.
 
     Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``::
@@ -33,13 +33,17 @@ def sgd(momentum: float = 0.0, lazy_update: bool = True,
         updates of row-sparse gradients, and JAX gradients are dense.
     """
     del lazy_update
-    b = Base.parse("sgd", base)
-    return b.build(b.rescale(), b.clip(), b.weight_decay(), b.scale_by_learning_rate(),
-                   transforms.momentum_buffer(momentum))
+    return _sgd(momentum, base)
+
+
+def _sgd(momentum: float, base: Base) -> optax.GradientTransformation:
+    return base.build(base.rescale(), base.clip(), base.weight_decay(),
+                      base.scale_by_learning_rate(), transforms.momentum_buffer(momentum))
 
 
 @register
-def nag(momentum: float = 0.0, **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def nag(momentum: float = 0.0, *, base: Base) -> optax.GradientTransformation:
     """MXNet's ``nag``: Nesterov accelerated gradient.
 
     Per leaf, as MXNet 1.9.1's ``nag_mom_update`` kernel computes it::
@@ -55,19 +59,19 @@ def nag(momentum: float = 0.0, **base: Unpack[BaseArgs]) -> optax.GradientTransf
     Args:
       momentum: in [0, 1).
     """
-    b = Base.parse("nag", base)
-    return b.build(b.rescale(), b.clip(), b.weight_decay(), b.scale_by_learning_rate(),
-                   transforms.momentum_buffer(momentum, nesterov=True))
-
-
-sgd.__doc__ += BASE_ARGS_DOC
-nag.__doc__ += BASE_ARGS_DOC
+    return base.build(base.rescale(), base.clip(), base.weight_decay(),
+                      base.scale_by_learning_rate(),
+                      transforms.momentum_buffer(momentum, nesterov=True))
 
 
 @register
-def ccsgd(momentum: float = 0.0, lazy_update: bool = True,
-          **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
-    """MXNet's deprecated ``ccsgd``: the same as :func:`sgd`, with a DeprecationWarning."""
-    warnings.warn("ccsgd is deprecated; use sgd", DeprecationWarning, stacklevel=2)
-    return sgd(momentum, lazy_update, **base)
-ccsgd.__doc__ += "\n\n    As :func:`sgd`:\n\n    " + sgd.__doc__
+@optimizer
+def ccsgd(momentum: float = 0.0, lazy_update: bool = True, *,
+          base: Base) -> optax.GradientTransformation:
+    del lazy_update
+    warnings.warn("ccsgd is deprecated; use sgd", DeprecationWarning, stacklevel=4)
+    return _sgd(momentum, base)
+
+
+ccsgd.__doc__ = ("MXNet's deprecated ``ccsgd``: the same as :func:`sgd`, with a "
+                 "DeprecationWarning.\n\n    As :func:`sgd`:\n\n    " + sgd.__doc__)

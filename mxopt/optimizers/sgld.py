@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -10,15 +10,15 @@ import optax
 
 from mxopt import validation
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
 from mxopt.structure import readable
-from mxopt.transforms import LearningRate, ScaleByLearningRateState
+from mxopt.transforms import LearningRate, LearningRateState
 
 
 @readable
 class ScaleByLangevinState(NamedTuple):
-    rate: ScaleByLearningRateState  # update count, learning rate, lr_mult
+    rate: LearningRateState  # learning rate, lr_mult
     key: jax.Array | None  # u32[2] PRNG key of the next update's noise; None without noise
 
 
@@ -46,9 +46,10 @@ def scale_by_langevin(rate: LearningRate, *, seed: int = 0,
     def init_fn(params):
         return ScaleByLangevinState(rate.init(params), jax.random.PRNGKey(seed) if noise else None)
 
-    def update_fn(updates, state, params=None):
-        del params
-        lrs, rate_state = rate.next(state.rate, updates)
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        del params, extra_args
+        lrs = rate.at(state.rate, count, updates)
+        rate_state = rate.given.injected(state.rate)
         steps = tree_map(lambda g, lr: -like(lr / 2, g) * g, updates, lrs)
         if not noise:
             return steps, ScaleByLangevinState(rate_state, None)
@@ -59,12 +60,12 @@ def scale_by_langevin(rate: LearningRate, *, seed: int = 0,
                  for s, lr, k in zip(leaves, jax.tree.leaves(lrs), keys)]
         return jax.tree.unflatten(treedef, noisy), ScaleByLangevinState(rate_state, key)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
 @register
-def sgld(*, seed: int = 0, noise: bool = True,
-         **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def sgld(*, seed: int = 0, noise: bool = True, base: Base) -> optax.GradientTransformation:
     """MXNet's ``sgld``: stochastic gradient Langevin dynamics.
 
     Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``::
@@ -88,9 +89,5 @@ def sgld(*, seed: int = 0, noise: bool = True,
       Riemannian Langevin Dynamics on the Probability Simplex", NIPS 2013
       (the paper MXNet cites).
     """
-    b = Base.parse("sgld", base)
-    return b.build(b.rescale(), b.clip(), b.weight_decay(),
-                   scale_by_langevin(b.rate(), seed=seed, noise=noise))
-
-
-sgld.__doc__ += BASE_ARGS_DOC
+    return base.build(base.rescale(), base.clip(), base.weight_decay(),
+                      scale_by_langevin(base.rate(), seed=seed, noise=noise))

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Unpack
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, validation
+from mxopt import validation
+from mxopt.hyperparams import DecayRate, Given, NonNegative
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import BASE_ARGS_DOC, Base, BaseArgs
+from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
-from mxopt.structure import readable
+from mxopt.sharding import zeros_like
+from mxopt.structure import LikeParams, readable
 
 
 @readable
 class ScaleBySignumState(NamedTuple):
-    momentum: jax.Array  # f32 scalar
-    mom: optax.Updates  # like params: the average of past gradients
+    momentum: DecayRate
+    mom: LikeParams  # the average of past gradients
 
 
 def scale_by_signum(momentum: float = 0.9) -> optax.GradientTransformation:
@@ -31,16 +33,18 @@ def scale_by_signum(momentum: float = 0.9) -> optax.GradientTransformation:
     Args:
       momentum: the decay of the average, in [0, 1).
     """
-    # MXNet keeps no momentum buffer when momentum is 0, and neither do we.
-    if validation.decay_rate("momentum", momentum) == 0:
+    # MXNet keeps no momentum buffer when momentum is 0, and neither do we (but for a
+    # momentum given as a JAX array, which may change later; see transforms.momentum_buffer).
+    if not isinstance(momentum, jax.Array) and validation.decay_rate("momentum", momentum) == 0:
         return optax.scale_by_sign()
-    initial = hyperparams.scalar("momentum", momentum)
+    given = Given(ScaleBySignumState, momentum=momentum)
 
     def init_fn(params):
-        return ScaleBySignumState(initial, optax.tree.zeros_like(params))
+        return ScaleBySignumState(**given.fields(), mom=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
+        state = given.injected(state)
         mu = state.momentum
         mom = tree_map(lambda g, m: like(mu, g) * m + like(1 - mu, g) * g, updates, state.mom)
         return tree_map(jnp.sign, mom), state._replace(mom=mom)
@@ -50,7 +54,7 @@ def scale_by_signum(momentum: float = 0.9) -> optax.GradientTransformation:
 
 @readable
 class AddDecoupledWeightDecayState(NamedTuple):
-    wd_lh: jax.Array  # f32 scalar
+    wd_lh: NonNegative
 
 
 def add_decoupled_weight_decay(wd_lh: float = 0.0) -> optax.GradientTransformation:
@@ -63,15 +67,16 @@ def add_decoupled_weight_decay(wd_lh: float = 0.0) -> optax.GradientTransformati
     Args:
       wd_lh: the decay coefficient, >= 0.
     """
-    initial = AddDecoupledWeightDecayState(hyperparams.scalar("wd_lh", wd_lh))
+    given = Given(AddDecoupledWeightDecayState, wd_lh=wd_lh)
 
     def init_fn(params):
         del params
-        return initial
+        return AddDecoupledWeightDecayState(**given.fields())
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("wd_lh needs params: call update(grads, state, params)")
+        state = given.injected(state)
         decay = state.wd_lh
         return tree_map(lambda u, w: u + like(decay, u) * w.astype(u.dtype), updates, params), state
 
@@ -79,8 +84,9 @@ def add_decoupled_weight_decay(wd_lh: float = 0.0) -> optax.GradientTransformati
 
 
 @register
-def signum(momentum: float = 0.9, wd_lh: float = 0.0,
-           **base: Unpack[BaseArgs]) -> optax.GradientTransformation:
+@optimizer
+def signum(learning_rate: float | None = 0.01, momentum: float = 0.9, wd_lh: float = 0.0, *,
+           base: Base) -> optax.GradientTransformation:
     """MXNet's ``signum``: Signum, and signSGD when ``momentum=0``.
 
     Per leaf, with ``lr`` the (scheduled) learning rate times ``lr_mult``::
@@ -100,6 +106,7 @@ def signum(momentum: float = 0.9, wd_lh: float = 0.0,
     size relative to ``wd * w`` and the average.
 
     Args:
+      learning_rate: the step size, 0.01 by default.
       momentum: the decay of the gradient average, in [0, 1).
       wd_lh: decoupled weight decay (Loshchilov & Hutter), >= 0.
 
@@ -109,9 +116,7 @@ def signum(momentum: float = 0.9, wd_lh: float = 0.0,
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
       arXiv:1711.05101.
     """
-    b = Base.parse("signum", base, learning_rate=0.01)
-    return b.build(b.rescale(), b.clip(), b.weight_decay(), scale_by_signum(momentum),
-                   add_decoupled_weight_decay(wd_lh), b.scale_by_learning_rate())
-
-
-signum.__doc__ += BASE_ARGS_DOC
+    del learning_rate  # in ``base``
+    return base.build(base.rescale(), base.clip(), base.weight_decay(),
+                      scale_by_signum(momentum), add_decoupled_weight_decay(wd_lh),
+                      base.scale_by_learning_rate())

@@ -1,0 +1,126 @@
+"""One update count per optimizer, shared by the transforms that need it.
+
+MXNet counts updates once per optimizer (``num_update``) and its
+schedulers, Adam's bias correction and LARS's momentum all read that one
+count. :func:`counted` chains transforms behind one counter and hands each
+update's count to every transform of the chain that takes it, so the state
+holds one ``count`` (``optax.tree.get(state, "count")`` gives it) however
+many transforms read it.
+
+A transform that reads the count takes it as the keyword argument ``count``
+of its update (optax's extra arguments). The exported ones (Adam's direction,
+the learning rate, ...) come as :func:`counted` chains of one, so they work
+alone in ``optax.chain`` too, each with its own count; chained by
+:func:`counted`, they share its counter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mxopt import sharding, validation
+from mxopt.structure import map_states, readable, state_nodes
+
+
+@readable
+class CountState(NamedTuple):
+    count: jax.Array  # i32 scalar: updates so far, from begin_num_update (MXNet's num_update)
+
+
+class Counted(optax.GradientTransformationExtraArgs):
+    """A chain of transforms behind one update counter, made by :func:`counted`.
+
+    ``transforms`` are the chained transforms and ``begin_num_update`` the
+    count the counter starts from.
+    """
+
+    transforms: tuple[optax.GradientTransformation, ...]
+    begin_num_update: int | jax.Array
+
+
+def counted(*transforms: optax.GradientTransformation,
+            begin_num_update: int | jax.Array = 0) -> Counted:
+    """``optax.chain(*transforms)`` behind one update counter that they all read.
+
+    The state is ``(CountState(count), *the transforms' states)``. At each
+    update the count goes up by one and is passed, as ``count=``, to every
+    transform that takes extra arguments; so the first update sees
+    ``begin_num_update + 1``, as MXNet's first update sees
+    ``num_update = begin_num_update + 1``. A :class:`Counted` among
+    ``transforms`` is spliced in: its transforms join this chain, under this
+    counter, so nesting never makes a second count.
+
+    Args:
+      *transforms: the transforms, in order.
+      begin_num_update: the update count the run starts from, >= 0.
+
+    Raises:
+      ValueError: a spliced chain that starts from another count.
+    """
+    begin = validation.count("begin_num_update", begin_num_update)
+    members: list[optax.GradientTransformation] = []
+    for tx in transforms:
+        if not isinstance(tx, Counted):
+            members.append(tx)
+            continue
+        inner_begin = tx.begin_num_update
+        if isinstance(inner_begin, int) and isinstance(begin, int) and inner_begin != begin:
+            raise ValueError(f"a counted transform that starts from update {inner_begin} cannot "
+                             f"share a counter that starts from {begin}: give the same "
+                             "begin_num_update to both")
+        members.extend(tx.transforms)
+    steps = [optax.with_extra_args_support(tx) for tx in members]
+
+    def init_fn(params):
+        count = jnp.asarray(begin, jnp.int32)
+        # The count is made from the params, so that jax.jit(init) puts the state on
+        # their devices even where nothing else in it depends on them.
+        return (CountState(count + sharding.zero_from(params, jnp.int32)),
+                *(tx.init(params) for tx in members))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        count = state[0].count + 1
+        new_states = [CountState(count)]
+        for step, step_state in zip(steps, state[1:]):
+            updates, step_state = step.update(updates, step_state, params, count=count,
+                                              **extra_args)
+            new_states.append(step_state)
+        return updates, tuple(new_states)
+
+    chain = Counted(init_fn, update_fn)
+    chain.transforms, chain.begin_num_update = tuple(members), begin
+    return chain
+
+
+def update_count(state: Any) -> jax.Array:
+    """The number of updates the optimizer whose state ``state`` holds has applied.
+
+    It counts from ``begin_num_update`` (MXNet's ``num_update``); the next
+    update is number ``update_count(state) + 1``. ``state`` may be any pytree
+    that holds one mxopt optimizer state (a ``TrainState``, an
+    ``nnx.Optimizer``'s ``opt_state``, a ``MultiSteps`` state, ...).
+
+    Raises:
+      ValueError: ``state`` holds no count, or several (of several optimizers).
+    """
+    counts = [node.count for node in state_nodes(state) if isinstance(node, CountState)]
+    if len(counts) != 1:
+        raise ValueError(f"this state holds {len(counts)} mxopt update counts; update_count "
+                         "takes the state of one mxopt optimizer")
+    (leaf,) = jax.tree.leaves(counts[0])
+    return leaf
+
+
+def set_count(state: Any, count: int) -> Any:
+    """Returns ``state`` with its update count set to ``count``, placed as the old one."""
+    def visit(node):
+        if not isinstance(node, CountState):
+            return node
+        return CountState(jax.tree.map(lambda old: sharding.placed_like(
+            jnp.asarray(count, jnp.int32), old), node.count))
+
+    return map_states(visit, state)
