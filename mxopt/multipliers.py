@@ -42,6 +42,21 @@ def _is_name_mapping(spec: Any, params: chex.ArrayTree) -> bool:
             and jax.tree_util.tree_structure(spec) != jax.tree_util.tree_structure(params))
 
 
+def check(spec: MultiplierSpec, arg: str) -> None:
+    """Checks what can be checked before the params are known: a number, a mapping's values.
+
+    Raises:
+      ValueError: a multiplier that is not a finite real >= 0, named with its leaf.
+    """
+    spec = validation.host_number(arg, spec)
+    if isinstance(spec, numbers.Real):
+        validation.non_negative(arg, spec)
+    elif isinstance(spec, Mapping):
+        for name, value in spec.items():
+            if isinstance(value, numbers.Real):
+                validation.non_negative(f"{arg}[{name!r}]", value)
+
+
 def resolve(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> chex.ArrayTree | None:
     """Resolves ``spec`` for ``params`` into a pytree of float32 scalars.
 

@@ -5,6 +5,7 @@ placement: state made where its params are, compiled updates that move no
 state or param between devices, and outputs placed like the inputs.
 """
 
+import contextlib
 import re
 
 import jax
@@ -109,17 +110,55 @@ def test_jit_over_a_2d_mesh_keeps_every_leaf_where_it_is(name, axis_type, dtype)
     assert_close(jax.tree.leaves(state), jax.tree.leaves(expected_state))
 
 
-@pytest.mark.parametrize("name", ["adam", "groupadagrad", "sgld"])
-def test_jitted_init_places_state_like_eager_init(name):
-    mesh = mesh_2d(AxisType.Explicit)
+def meshes():
+    """The 4x2 meshes of both axis types: one of jax.sharding.Mesh's default (Auto) axes,
+    the most common, and jax.make_mesh's explicit ones."""
+    devices = np.array(jax.devices()).reshape(4, 2)
+    return {"auto": jax.sharding.Mesh(devices, ("data", "model")),
+            "explicit": jax.make_mesh((4, 2), ("data", "model"),
+                                      axis_types=(AxisType.Explicit,) * 2)}
+
+
+def param_of(path, params):
+    """The param a state leaf belongs to: the one its path ends with, if any."""
+    key = getattr(path[-1], "key", None)
+    return params.get(key) if isinstance(key, str) else None
+
+
+@pytest.mark.parametrize("in_context", [False, True], ids=["plain", "set_mesh"])
+@pytest.mark.parametrize("mesh_kind", ["auto", "explicit"])
+@pytest.mark.parametrize("name", mxopt.registered_names())
+def test_jitted_init_places_every_state_leaf_like_its_param(name, mesh_kind, in_context):
+    mesh = meshes()[mesh_kind]
     specs = layout(name)
-    params = jax.device_put(draw({k: s for k, (s, _) in specs.items()}, 0),
-                            {k: NamedSharding(mesh, spec) for k, (_, spec) in specs.items()})
+    placement = {k: NamedSharding(mesh, spec) for k, (_, spec) in specs.items()}
+    params = jax.device_put(draw({k: s for k, (s, _) in specs.items()}, 0), placement)
+    grads = jax.device_put(draw({k: s for k, (s, _) in specs.items()}, 1), placement)
     tx = build(name)
-    with jax.set_mesh(mesh):
-        jitted = jax.jit(tx.init)(params)
-    for eager, traced in zip(jax.tree.leaves(tx.init(params)), jax.tree.leaves(jitted)):
-        assert traced.sharding.is_equivalent_to(eager.sharding, eager.ndim)
+    traces = []
+
+    def step(params, state):
+        traces.append(None)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    with jax.set_mesh(mesh) if in_context else contextlib.nullcontext():
+        state = jax.jit(tx.init)(params)
+        stepped = jax.jit(step)(params, state)
+        jax.jit(step)(*stepped)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        where, param = jax.tree_util.keystr(path), param_of(path, params)
+        assert leaf.sharding.device_set == set(mesh.devices.flat), where
+        if param is not None and leaf.shape == param.shape:
+            assert leaf.sharding.is_equivalent_to(param.sharding, leaf.ndim), where
+        elif param is not None:  # GroupAdaGrad's history, a value per row: split as the rows
+            rows = [(*sharding.spec, None)[0] for sharding in (leaf.sharding, param.sharding)]
+            assert rows[0] == rows[1], where
+        else:  # scalars and PRNG keys
+            assert leaf.sharding.is_fully_replicated, where
+    assert len(traces) == 1  # the step returns the state placed as it took it: no recompile
+    for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(stepped[1]), strict=True):
+        assert after.sharding.is_equivalent_to(before.sharding, before.ndim)
 
 
 # A small regression network, trained data-parallel on a batch of 32.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import jax
 import optax
 
-from mxopt import transforms, validation
+from mxopt import multipliers, transforms, validation
 from mxopt.counting import counted
 from mxopt.multipliers import MultiplierSpec
 from mxopt.precision import multi_precision
@@ -80,6 +80,8 @@ class Base:
         if not isinstance(self.multi_precision, bool):
             raise ValueError(f"multi_precision must be a bool, got {self.multi_precision!r}")
         validation.count("begin_num_update", self.begin_num_update)
+        multipliers.check(self.lr_mult, "lr_mult")
+        multipliers.check(self.wd_mult, "wd_mult")
 
     def rescale(self) -> optax.GradientTransformation:
         return transforms.rescale(self.rescale_grad)
