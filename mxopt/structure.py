@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, NamedTuple
 
 import chex
@@ -132,7 +132,8 @@ def describe(tree: Any, max_leaves: int = 6) -> str:
     Scalars show their value (``momentum=0.9``), arrays their dtype and shape
     (``f32[64,32]``), a container of more than ``max_leaves`` leaves a count
     by dtype (``<161 leaves: 25557032 f32>``), ``None`` fields are left out,
-    and the states of a chain are listed one per line. Tracers show only
+    and the states of a chain are listed one per line. A Flax Variable shows
+    the value it holds. Tracers show only
     dtype and shape, so it also works inside ``jit``. It is the repr of
     every mxopt state class (:func:`readable`).
     """
@@ -165,7 +166,7 @@ def _describe(tree: Any, max_leaves: int, indent: str) -> str:
             sizes[dtype] = sizes.get(dtype, 0) + int(jnp.size(leaf))
         counts = ", ".join(f"{size} {dtype}" for dtype, size in sizes.items())
         return f"<{len(leaves)} leaves: {counts}>"
-    if isinstance(tree, dict):
+    if isinstance(tree, Mapping):  # dicts, FrozenDicts, Flax's States
         return "{" + ", ".join(f"{key!r}: {_describe(value, max_leaves, indent)}"
                                for key, value in tree.items()) + "}"
     if type(tree) in (tuple, list):
@@ -173,7 +174,15 @@ def _describe(tree: Any, max_leaves: int, indent: str) -> str:
         return f"({items})" if type(tree) is tuple else f"[{items}]"
     if len(leaves) == 1 and leaves[0] is tree:
         return _describe_leaf(tree)
+    if len(leaves) == 1 and _is_box(tree):
+        return _describe(leaves[0], max_leaves, indent)
     return repr(tree)
+
+
+def _is_box(node: Any) -> bool:
+    """Whether ``node`` holds one array as its ``.value``, as Flax's Variables do."""
+    children = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0]
+    return [path for path, _ in children] == [(_BOX_KEY,)]
 
 
 def check_float_leaves(tree: chex.ArrayTree, what: str = "params") -> None:

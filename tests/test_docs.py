@@ -1,6 +1,7 @@
-"""The Python examples of docs/scaling.md, performance.md, migration.md and optax.md run, in
-order, on the 8 simulated devices of conftest.py; their asserts check what the page says. A
-block after a ``<!-- not run: ... -->`` line is left out (it needs a cluster, or MXNet)."""
+"""The Python examples of docs/scaling.md, performance.md, migration.md, optax.md and
+flax_equinox.md run, in order, on the 8 simulated devices of conftest.py; their asserts check
+what the page says. A block after a ``<!-- not run: ... -->`` line is left out (it needs a
+cluster, or MXNet)."""
 
 import pathlib
 import re
@@ -11,7 +12,8 @@ DOCS = pathlib.Path(__file__).parent.parent / "docs"
 BLOCK = re.compile(r"(<!-- not run: [^>]*-->\n)?```python\n(.*?)```", re.DOTALL)
 
 
-@pytest.mark.parametrize("page", ["scaling.md", "performance.md", "migration.md", "optax.md"])
+@pytest.mark.parametrize("page", ["scaling.md", "performance.md", "migration.md", "optax.md",
+                                  "flax_equinox.md"])
 def test_examples_run(page):
     text = (DOCS / page).read_text()
     namespace: dict = {}

@@ -248,11 +248,24 @@ def test_two_states_survive_each_others_donation(name):
     assert same_bits(step(grads_seq[0], second, params)[0], updates)
 
 
+def test_an_nnx_optimizer_state_reads_as_a_plain_one():
+    model = MLP(True, nnx.Rngs(0))
+    tx = mxopt.sgd(learning_rate=0.1, momentum=0.9)
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    assert mxopt.describe(opt.opt_state) == mxopt.describe(tx.init(plain_tree(model)))
+    assert "TraceState(momentum=0.9, trace={'dense0': {'bias': f32[8]" in mxopt.describe(
+        opt.opt_state, max_leaves=8)
+
+
+def plain_tree(model):
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
 def test_check_trees_takes_variables_at_init_and_arrays_at_update():
     model = MLP(True, nnx.Rngs(0))
     opt = nnx.Optimizer(model, mxopt.check_trees(mxopt.adam(learning_rate=0.1)), wrt=nnx.Param)
     grads = nnx.grad(lambda m: mse(m))(model)
     opt.update(model, grads)
-    wrong = jax.tree.map(lambda g: g[..., :1], nnx.pure(nnx.state(grads)))
+    wrong = jax.tree.map(lambda g: g[..., :1], nnx.as_pure(nnx.state(grads)))
     with pytest.raises(ValueError, match="'dense0/bias' has shape \\(1,\\)"):
-        opt.tx.update(wrong, nnx.pure(opt.opt_state), nnx.pure(nnx.state(model, nnx.Param)))
+        opt.tx.update(wrong, nnx.as_pure(opt.opt_state), nnx.as_pure(nnx.state(model, nnx.Param)))

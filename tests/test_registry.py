@@ -43,6 +43,31 @@ def test_defaults_are_mxnets(name):
 
 
 @pytest.mark.parametrize("name", MXNET_NAMES)
+def test_positional_arguments_follow_mxnets_order_and_every_argument_is_visible(name):
+    parameters = inspect.signature(_REGISTRY[name]).parameters
+    positional = [n for n, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    # Recorded in MXNet's order; MXNet's ccSGD passes its arguments on to SGD.
+    assert positional == list(REGISTRY["optimizers"]["sgd" if name == "ccsgd" else name])
+    assert set(BASE_DEFAULTS) <= set(parameters)
+    assert all(parameters[n].kind is not inspect.Parameter.VAR_KEYWORD for n in parameters)
+
+
+@pytest.mark.parametrize("args,kwargs", [
+    (("adam", 1e-3, 0.8), {"learning_rate": 1e-3, "beta1": 0.8}),
+    (("ftrl", 0.02, 0.5, 2.0), {"lamda1": 0.02, "learning_rate": 0.5, "beta": 2.0}),
+    (("sgd", 0.9), {"momentum": 0.9}),
+    (("lbsgd", 0.9, True), {"momentum": 0.9, "multi_precision": True}),
+])
+def test_positional_arguments_mean_what_they_mean_in_mxnet(args, kwargs):
+    name, *values = args
+    params = {"w": jnp.ones((2, 3), jnp.float16)}
+    by_position = _REGISTRY[name](*values).init(params)
+    assert mxopt.describe(by_position) == mxopt.describe(_REGISTRY[name](**kwargs).init(params))
+    klass = mxopt.optimizer.Optimizer.opt_registry[name]
+    assert {k: getattr(klass(*values), k) for k in kwargs} == kwargs
+
+
+@pytest.mark.parametrize("name", MXNET_NAMES)
 def test_default_learning_rate_is_mxnets(name):
     mxnet = {**REGISTRY["base"], **REGISTRY["optimizers"][name]}
     default = 0.01 if mxnet["learning_rate"] is None else mxnet["learning_rate"]
