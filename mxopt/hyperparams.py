@@ -111,11 +111,10 @@ class Given:
     def __init__(self, state_class: type[NamedTuple], **values: Any):
         declared = declarations(state_class)
         self.declared = {name: declared[name] for name in values}
-        self.values = {name: value if value is None or isinstance(value, jax.Array)
-                       else declared[name].rule(name, value) for name, value in values.items()}
-        for name, value in self.values.items():
-            if isinstance(value, jax.Array) and not validation.is_traced(value):
-                declared[name].rule(name, value)
+        self.values = {}
+        for name, value in values.items():
+            checked = None if value is None else declared[name].rule(name, value)
+            self.values[name] = value if isinstance(value, jax.Array) else checked
 
     def fields(self) -> dict[str, jax.Array | None]:
         """The state's fields for these values: new float32 scalars (and residuals), or None."""
@@ -127,14 +126,11 @@ class Given:
 
     def injected(self, state: NamedTuple) -> NamedTuple:
         """``state`` with the values given as JAX arrays in place of its own."""
-        arrays = {name: value for name, value in self.values.items()
-                  if isinstance(value, jax.Array)}
-        if not arrays:
-            return state
         fields = {}
-        for name, value in arrays.items():
-            fields.update(_encoded(name, value, self.declared[name]))
-        return state._replace(**fields)
+        for name, value in self.values.items():
+            if isinstance(value, jax.Array):
+                fields.update(_encoded(name, value, self.declared[name]))
+        return state._replace(**fields) if fields else state
 
 
 def _is_injection(node: Any) -> bool:
@@ -214,22 +210,36 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
             else:
                 checked[name] = declaration.rule(name, value)
 
+    def changed(node, name, declaration):
+        old = getattr(node, name)
+        if declaration.per_leaf:
+            return {name: jax.tree.map(placed_like, multipliers.resolve(values[name], old, name),
+                                       old)}
+        return {field: _replaced(getattr(node, field), value)
+                for field, value in _encoded(name, checked[name], declaration).items()}
+
+    def changed_copy(name, old):  # optax.inject_hyperparams's (per-leaf ones are its own)
+        return _replaced(old, checked[name]) if name in checked else old
+
+    return _with_declared(state, values, changed, changed_copy)
+
+
+def _with_declared(state: Any, names, changed, changed_copy=None) -> Any:
+    """``state`` with each hyperparameter named in ``names`` that it holds replaced.
+
+    ``changed(node, name, declaration)`` gives the node's new fields for
+    ``name``; ``changed_copy(name, old)``, if given, the new value in an
+    ``optax.inject_hyperparams`` state.
+    """
     def visit(node):
         changes = {}
         for name, declaration in declarations(type(node)).items():
-            old = getattr(node, name)
-            if name not in values or old is None:
-                continue
-            if declaration.per_leaf:
-                new = multipliers.resolve(values[name], old, name)
-                changes[name] = jax.tree.map(placed_like, new, old)
-                continue
-            for field, value in _encoded(name, checked[name], declaration).items():
-                changes[field] = _replaced(getattr(node, field), value)
-        if _is_injection(node) and set(values) & set(node.hyperparams):
-            hyperparams = {name: _replaced(old, checked[name]) if name in checked else old
-                           for name, old in node.hyperparams.items()}
-            changes["hyperparams"] = hyperparams
+            if name in names and getattr(node, name) is not None:
+                changes.update(changed(node, name, declaration))
+        if changed_copy is not None and _is_injection(node):
+            copies = node.hyperparams
+            changes["hyperparams"] = {name: changed_copy(name, old) if name in names else old
+                                      for name, old in copies.items()}
         return node._replace(**changes) if changes else node
 
     return map_states(visit, state)
@@ -256,20 +266,9 @@ def assign(state: Any, encoded: dict[str, jax.Array]) -> Any:
     are ignored. Outside ``jit`` each new value is placed as the old.
     """
 
-    def visit(node):
-        changes = {}
-        for name, declaration in declarations(type(node)).items():
-            old = getattr(node, name)
-            if name not in encoded or old is None:
-                continue
-            if declaration.per_leaf:
-                changes[name] = jax.tree.map(functools.partial(placed_like, encoded[name]), old)
-                continue
-            changes[name] = placed_like(encoded[name], old)
-            if declaration.exact:
-                residual_field = name + _RESIDUAL
-                changes[residual_field] = placed_like(encoded[residual_field],
-                                                       getattr(node, residual_field))
-        return node._replace(**changes) if changes else node
+    def changed(node, name, declaration):
+        fields = (name, name + _RESIDUAL) if declaration.exact else (name,)
+        return {field: jax.tree.map(functools.partial(placed_like, encoded[field]),
+                                    getattr(node, field)) for field in fields}
 
-    return map_states(visit, state)
+    return _with_declared(state, encoded, changed)
