@@ -50,6 +50,12 @@ def declared(state):
             if getattr(node, field) is not None}
 
 
+def drawn(data, name):
+    """Params, the full state of optimizer ``name``, and one of its hyperparameters, drawn."""
+    params, state = full(name)
+    return params, state, *data.draw(st.sampled_from(sorted(declared(state).items())))
+
+
 def test_every_optimizer_declares_rules_the_tests_know():
     for name in NAMES:
         rules = {d.rule for d in declared(full(name)[1]).values()}
@@ -60,8 +66,7 @@ def test_every_optimizer_declares_rules_the_tests_know():
 @settings(max_examples=20, deadline=None)
 @given(data=st.data())
 def test_set_hyperparams_refuses_every_value_the_constructor_refuses(name, data):
-    params, state = full(name)
-    field, declaration = data.draw(st.sampled_from(sorted(declared(state).items())))
+    _, state, field, declaration = drawn(data, name)
     bad = data.draw(INVALID[declaration.rule])
     bad = -abs(bad) - 0.5 if declaration.per_leaf and math.isfinite(bad) else bad
     with pytest.raises(ValueError, match=field):
@@ -76,8 +81,7 @@ def test_set_hyperparams_refuses_every_value_the_constructor_refuses(name, data)
 @settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_set_hyperparams_takes_python_numpy_and_jax_scalars_alike(name, data):
-    params, state = full(name)
-    field, declaration = data.draw(st.sampled_from(sorted(declared(state).items())))
+    params, state, field, declaration = drawn(data, name)
     value = data.draw(VALID[declaration.rule])
     if field == "momentum" and value == 0:
         value = 0.5  # a built momentum of 0 keeps no buffer, so the state would differ
