@@ -225,13 +225,19 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def momentum_buffer(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
-    """:func:`trace`, or no buffer at all (the identity) for a momentum of 0, as in MXNet.
+def without_buffer(momentum: float | jax.Array) -> bool:
+    """Whether a momentum keeps no buffer, as MXNet keeps none for a momentum of 0.
 
     Only a number 0 drops the buffer: a momentum given as a JAX array (by
     ``optax.inject_hyperparams``, say) may change later, and keeps one.
     """
-    if not isinstance(momentum, jax.Array) and validation.decay_rate("momentum", momentum) == 0:
+    return not isinstance(momentum, jax.Array) and validation.decay_rate("momentum",
+                                                                         momentum) == 0
+
+
+def momentum_buffer(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
+    """:func:`trace`, or no buffer at all (the identity) where :func:`without_buffer`."""
+    if without_buffer(momentum):
         return optax.identity()
     return trace(momentum, nesterov=nesterov)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import validation
+from mxopt import transforms
 from mxopt.hyperparams import DecayRate, Given, NonNegative
 from mxopt.numerics import like, tree_map
 from mxopt.optimizers._base import Base, optimizer
@@ -33,9 +32,7 @@ def scale_by_signum(momentum: float = 0.9) -> optax.GradientTransformation:
     Args:
       momentum: the decay of the average, in [0, 1).
     """
-    # MXNet keeps no momentum buffer when momentum is 0, and neither do we (but for a
-    # momentum given as a JAX array, which may change later; see transforms.momentum_buffer).
-    if not isinstance(momentum, jax.Array) and validation.decay_rate("momentum", momentum) == 0:
+    if transforms.without_buffer(momentum):
         return optax.scale_by_sign()
     given = Given(ScaleBySignumState, momentum=momentum)
 
