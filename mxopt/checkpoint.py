@@ -21,20 +21,56 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 
 import chex
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 def _path(directory: str | os.PathLike) -> pathlib.Path:
     return pathlib.Path(directory).expanduser().absolute()  # Orbax wants absolute paths
 
 
+def _beside(path: pathlib.Path, role: str) -> pathlib.Path:
+    """Where a save writes the new checkpoint (``new``) or keeps the one it replaces (``old``)."""
+    return path.with_name(f".{path.name}.mxopt-{role}")
+
+
+def _recover(path: pathlib.Path) -> None:
+    """Finishes what an interrupted save left: the checkpoint back at ``path``, no leftovers.
+
+    A save replaces ``path`` in two renames, ``path -> old`` then ``new -> path``;
+    between them ``old`` is the checkpoint.
+    """
+    old = _beside(path, "old")
+    if old.exists():
+        if path.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(path)
+    for leftover in path.parent.glob(f"{_beside(path, 'new').name}*"):
+        shutil.rmtree(leftover)  # a new checkpoint never renamed into place, or Orbax's temporary
+
+
+def _on_primary(action, name: str) -> None:
+    """``action()`` on the first process only, then every process waits for it."""
+    if jax.process_index() == 0:
+        action()
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"mxopt.checkpoint.{name}")
+
+
 def save(directory: str | os.PathLike, tree: chex.ArrayTree, *,
          overwrite: bool = False) -> pathlib.Path:
     """Writes ``tree`` (an optimizer state, or ``(params, state)``, ...) to ``directory``.
+
+    The checkpoint is written beside ``directory`` and renamed into place once
+    complete. A save interrupted at any moment (a crash, a kill, a full disk)
+    leaves either the old checkpoint or the new one, which :func:`restore`
+    reads and the next save tidies.
 
     Args:
       directory: the checkpoint's directory; it must not exist unless
@@ -46,12 +82,36 @@ def save(directory: str | os.PathLike, tree: chex.ArrayTree, *,
       The checkpoint's absolute path, once it is completely written.
     """
     path = _path(directory)
+    _on_primary(lambda: _recover(path), "recover")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    new, old = _beside(path, "new"), _beside(path, "old")
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(path, tree, force=overwrite)
+        checkpointer.save(new, tree)
         checkpointer.wait_until_finished()
+
+    def replace():
+        if path.exists():
+            path.rename(old)
+        new.rename(path)
+        if old.exists():
+            shutil.rmtree(old)
+
+    _on_primary(replace, "replace")
     return path
+
+
+# What Orbax raises for a directory that is not a complete checkpoint.
+_DAMAGED = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def _readable(path: pathlib.Path) -> pathlib.Path:
+    """The checkpoint to read for ``path``: itself, or the old one of an interrupted save."""
+    if path.is_dir():
+        return path
+    if _beside(path, "old").is_dir():
+        return _beside(path, "old")
+    raise FileNotFoundError(f"no checkpoint at {path}")
 
 
 def _as_array(leaf):
@@ -88,14 +148,17 @@ def restore(directory: str | os.PathLike, like: chex.ArrayTree) -> chex.ArrayTre
 
     Raises:
       FileNotFoundError: no checkpoint in ``directory``.
-      ValueError: the checkpoint holds other paths, shapes or dtypes than
-        ``like`` (the message names the first difference).
+      ValueError: the checkpoint's metadata is missing or damaged, or it
+        holds other paths, shapes or dtypes than ``like`` (the message names
+        the first difference).
     """
-    path = _path(directory)
-    if not path.is_dir():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    path = _readable(_path(directory))
     with ocp.StandardCheckpointer() as checkpointer:
-        saved = _described(checkpointer.metadata(path).item_metadata.tree)
+        try:
+            saved = _described(checkpointer.metadata(path).item_metadata.tree)
+        except _DAMAGED as error:
+            raise ValueError(f"{path} holds no readable checkpoint: its metadata is missing "
+                             f"or damaged ({type(error).__name__}: {error})") from None
         wanted = _described(like)
         for name in sorted(saved.keys() | wanted.keys()):
             if saved.get(name) != wanted.get(name):
@@ -105,4 +168,8 @@ def restore(directory: str | os.PathLike, like: chex.ArrayTree) -> chex.ArrayTre
                                  f"{shown['checkpoint']} in the checkpoint, {shown['like']} in "
                                  "`like`")
         template = jax.tree.map(lambda leaf: ocp.utils.to_shape_dtype_struct(_as_array(leaf)), like)
-        return checkpointer.restore(path, template)
+        try:
+            return checkpointer.restore(path, template)
+        except _DAMAGED as error:
+            raise ValueError(f"{path} holds no readable checkpoint: its arrays are missing or "
+                             f"damaged ({type(error).__name__}: {error})") from None

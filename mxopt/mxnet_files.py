@@ -25,24 +25,41 @@ arrays ndim 0 is a scalar; a 0 dim is a zero-size array. Sparse arrays come back
 ``Module.save_optimizer_states``) are pickles of the updater's ``states`` dict,
 or of ``(states, optimizer)``. An NDArray pickles as its class called with
 ``(None,)`` and the state ``{'handle': <one array as above>}``; the optimizer and
-its ``lr_scheduler`` pickle through their ``__dict__``. They are read by an
-unpickler that resolves only the globals in :data:`ALLOWED_GLOBALS` and the
-classes of ``mxnet.optimizer*`` and ``mxnet.lr_scheduler``, each to a local
-stand-in that holds data: nothing the pickle names is imported or run.
+its ``lr_scheduler`` pickle through their ``__dict__``. They are read by
+:mod:`mxopt.mxnet_pickle`, which resolves only the globals in
+:data:`ALLOWED_GLOBALS` and the classes of ``mxnet.optimizer*`` and
+``mxnet.lr_scheduler``, each to a local stand-in that holds data: nothing the
+pickle names is imported or run.
+
+**Untrusted files.** Every reader here decodes within the file's
+:class:`mxopt.reading.ReadLimits` (by default, at most 16 times the file's size
+or 64 MiB, and 64 levels of nesting), charging each array, each sparse array
+made dense and each pickled object before making it, and reports any file it
+cannot read, for whatever reason, as :class:`MXNetFileError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
-import pickle
+import reprlib
 import struct
 from typing import Any
 
 import ml_dtypes
 import numpy as np
+
+from mxopt import mxnet_pickle
+from mxopt.mxnet_pickle import (
+    ALLOWED_GLOBALS,  # noqa: F401 (documented here, where the files are)
+    OP_COST,
+    PickledArray,
+    PickledDType,
+    PickledNDArray,
+    PickledObject,
+)
+from mxopt.reading import DEFAULT_LIMITS, Budget, LimitExceeded, ReadLimits
 
 
 class MXNetFileError(ValueError):
@@ -81,10 +98,10 @@ _DTYPES = {i: np.dtype(d) for i, d in enumerate(
 
 
 class _Reader:
-    """A cursor over a file's bytes whose errors name the file."""
+    """A cursor over a file's bytes whose errors name the file, spending its budget."""
 
-    def __init__(self, data: bytes, name: str):
-        self.data, self.name, self.pos = data, name, 0
+    def __init__(self, data: bytes, name: str, budget: Budget):
+        self.data, self.name, self.budget, self.pos = data, name, budget, 0
 
     def error(self, reason: str) -> MXNetFileError:
         return MXNetFileError(f"{self.name}: {reason}")
@@ -119,6 +136,7 @@ class _Reader:
         if shape is None or any(d < 0 for d in shape):
             raise self.error(f"{what} has shape {shape}: unknown or negative dimensions")
         data = self.take(math.prod(shape) * dtype.itemsize, f"{dtype} data for {what}")
+        self.budget.spend(len(data), what)
         try:
             return np.frombuffer(data, dtype).reshape(shape).copy()
         except ValueError:  # zero-size, but with dims whose product overflows numpy's intp
@@ -160,6 +178,11 @@ def _read_array(r: _Reader, what: str) -> np.ndarray | None:
     return values if stype == 0 else _densify(r, stype, shape, values, aux, what)
 
 
+def _shown(indices: np.ndarray) -> str:
+    """The first few of ``indices``, for a message."""
+    return reprlib.repr(indices[:7].tolist())
+
+
 def _densify(r: _Reader, stype: int, shape: tuple, values: np.ndarray,
              aux: list[np.ndarray], what: str) -> np.ndarray:
     """The dense array of a row_sparse (stype 1) or csr (stype 2) array, checked first."""
@@ -169,7 +192,7 @@ def _densify(r: _Reader, stype: int, shape: tuple, values: np.ndarray,
         (rows,) = aux
         if (values.shape[1:] != shape[1:] or len(rows) != len(values)
                 or np.any((rows < 0) | (rows >= shape[0]))):
-            raise r.error(f"{what}: row_sparse rows {rows.tolist()} and values of shape "
+            raise r.error(f"{what}: row_sparse rows {_shown(rows)} and values of shape "
                           f"{values.shape} do not fit shape {shape}")
         index = rows
     else:
@@ -177,13 +200,11 @@ def _densify(r: _Reader, stype: int, shape: tuple, values: np.ndarray,
         if (len(shape) != 2 or values.ndim != 1 or len(indptr) != shape[0] + 1
                 or indptr[0] != 0 or indptr[-1] != len(values) or len(cols) != len(values)
                 or np.any(np.diff(indptr) < 0) or np.any((cols < 0) | (cols >= shape[1]))):
-            raise r.error(f"{what}: csr indptr {indptr.tolist()}, column indices "
-                          f"{cols.tolist()} and {len(values)} values do not fit shape {shape}")
+            raise r.error(f"{what}: csr indptr {_shown(indptr)}, column indices "
+                          f"{_shown(cols)} and {len(values)} values do not fit shape {shape}")
         index = (np.repeat(np.arange(shape[0]), np.diff(indptr)), cols)
-    try:
-        dense = np.zeros(shape, values.dtype)
-    except (MemoryError, ValueError):
-        raise r.error(f"{what}: sparse, of dense shape {shape}: too large to densify") from None
+    r.budget.spend(math.prod(shape) * values.dtype.itemsize, f"{what}, sparse, made dense")
+    dense = np.zeros(shape, values.dtype)
     dense[index] = values
     return dense
 
@@ -195,21 +216,42 @@ def _read_source(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
         return f.read(), os.fspath(source)
 
 
-def load_params(source: str | os.PathLike | bytes
+def _decode(source: str | os.PathLike | bytes, limits: ReadLimits, decode) -> Any:
+    """``decode(data, name, budget)`` of the source's bytes, every failure an MXNetFileError."""
+    if not isinstance(limits, ReadLimits):
+        raise TypeError(f"limits must be a mxopt.reading.ReadLimits, got {limits!r}")
+    data, name = _read_source(source)
+    try:
+        return decode(data, name, limits.budget(len(data)))
+    except mxnet_pickle.UnsafeGlobal as error:
+        raise UnsafePickleError(f"{name}: {error}") from None
+    except mxnet_pickle.PickleError as error:
+        raise MXNetFileError(f"{name}: not a valid pickle ({error})") from None
+    except LimitExceeded as error:
+        raise MXNetFileError(f"{name}: {error}") from None
+
+
+def load_params(source: str | os.PathLike | bytes, *, limits: ReadLimits = DEFAULT_LIMITS
                 ) -> dict[str, np.ndarray | None] | list[np.ndarray | None]:
     """The arrays of an MXNet parameter file, as MXNet's ``nd.load`` returns them.
 
     Args:
       source: the file's path, or its bytes.
+      limits: what decoding the file may cost (see :class:`mxopt.reading.ReadLimits`).
 
     Returns:
       A dict name -> array in file order if the file names its arrays, else a
       list. Sparse arrays come back dense; an empty NDArray as None.
 
     Raises:
-      MXNetFileError: the file is truncated, corrupt, or not an NDArray file.
+      MXNetFileError: the file is truncated, corrupt, not an NDArray file, or
+        would cost more than ``limits`` to decode.
     """
-    r = _Reader(*_read_source(source))
+    return _decode(source, limits, _params)
+
+
+def _params(data: bytes, name: str, budget: Budget) -> dict | list:
+    r = _Reader(data, name, budget)
     header, _ = r.unpack("QQ", "file header")
     if header != _LIST_MAGIC:
         raise r.error(f"not an MXNet NDArray file: header 0x{header:x}, expected 0x112")
@@ -225,222 +267,88 @@ def load_params(source: str | os.PathLike | bytes
             raise r.error(f"name {i} is not utf-8: {e}") from None
     r.end("the names" if names else "the arrays")
     if len(set(names)) != len(names):
-        raise r.error(f"duplicate names: {sorted({n for n in names if names.count(n) > 1})}")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        raise r.error(f"duplicate names: {reprlib.repr(duplicates)}")
     return dict(zip(names, arrays)) if names else arrays
 
 
-# Stand-ins: what the unpickler hands the pickle in place of each allowed global.
+class _Contents:
+    """Turns what the pickle built into data, within the file's budget and depth."""
 
-def _bytes(data: Any = b"", encoding: str | None = None) -> bytes:
-    """``bytes(data)``, or ``data.encode(encoding)`` as protocols 0-2 write bytes.
+    def __init__(self, name: str, budget: Budget):
+        self.name, self.budget = name, budget
+        self.arrays: dict[int, tuple[PickledNDArray, np.ndarray | None]] = {}
 
-    Never ``bytes(n)`` of an int: that would allocate n bytes on the pickle's say-so.
-    """
-    if isinstance(data, str) and encoding in ("latin1", "latin-1"):
-        return data.encode("latin1")
-    if isinstance(data, (bytes, bytearray)) and encoding is None:
-        return bytes(data)
-    raise TypeError(f"no bytes from a {type(data).__name__} with encoding {encoding!r}")
+    def error(self, reason: str) -> MXNetFileError:
+        return MXNetFileError(f"{self.name}: {reason}")
 
+    def enter(self, depth: int, what: str) -> None:
+        self.budget.check_depth(depth, what)
+        self.budget.spend(OP_COST, what)
 
-def _raw(data: Any) -> bytes:
-    """The raw data of a numpy pickle: bytes, or a str of latin-1 bytes (Python 2's str)."""
-    return _bytes(data, "latin1" if isinstance(data, str) else None)
+    def array(self, value: PickledNDArray, what: str) -> np.ndarray | None:
+        """The array a pickled NDArray holds; None for ``{'handle': None}`` (one without data).
 
+        An NDArray the pickle refers to again is decoded once, and copied.
+        """
+        if id(value) in self.arrays:
+            array = self.arrays[id(value)][1]
+            if array is not None:
+                self.budget.spend(array.nbytes + OP_COST, what)
+            return None if array is None else array.copy()
+        state = value.state or {}
+        if set(state) != {"handle"} or not isinstance(state["handle"], bytes | bytearray | None):
+            raise self.error(f"{what} has state {reprlib.repr(value.state)}, not "
+                             "{'handle': bytes}")
+        array = None
+        if state["handle"] is not None:
+            r = _Reader(bytes(state["handle"]), self.name, self.budget)
+            array = _read_array(r, what)
+            r.end(what)
+        self.arrays[id(value)] = value, array  # the NDArray kept, so that its id stays its own
+        return array
 
-def _set(items: list | tuple = ()) -> set:
-    """``set(items)``, as protocols 0-3 write a set, of a pickled list only."""
-    if not isinstance(items, (list, tuple)):
-        raise TypeError(f"set of a {type(items).__name__}")
-    return set(items)
-
-
-class _StandIn:
-    """An instance made empty (``cls(None)`` or ``cls.__new__(cls)``), then given its state."""
-    state: dict[str, Any] | None = None
-
-    def __new__(cls, *args):
-        if len(args) > 1 or (args and args[0] is not None):
-            raise TypeError(f"{cls.__name__} called with arguments")
-        return super().__new__(cls)
-
-    def __setstate__(self, state):
-        if self.state is not None or not (isinstance(state, dict)
-                                          and all(isinstance(k, str) for k in state)):
-            raise TypeError(f"malformed state for {type(self).__name__}")
-        self.state = state
-
-
-class _PickledNDArray(_StandIn):
-    """Any MXNet NDArray class; its state is ``{'handle': one serialized array, or None}``."""
-
-
-class _PickledObject(_StandIn):
-    """An MXNet optimizer or lr_scheduler class (a subclass for each); its state, __dict__."""
-    module = ""
-
-
-class _DType:
-    """A numpy dtype as pickled: made by ``_dtype``, then given its state."""
-
-    def __init__(self, dtype: np.dtype):
-        self.dtype = dtype
-
-    def __setstate__(self, state):
-        if not (isinstance(state, tuple) and len(state) >= 5 and state[1] in ("<", ">", "|", "=")
-                and state[2:5] == (None, None, None)):
-            raise TypeError(f"dtype state {state!r} is not a plain numeric dtype's")
-        self.dtype = self.dtype.newbyteorder(state[1])
-
-
-def _dtype(name: str, align: bool = False, copy: bool = False) -> _DType:
-    """``numpy.dtype(name, align, copy)``, of a plain numeric dtype only."""
-    dtype = np.dtype(name) if isinstance(name, str) else None
-    if dtype is None or dtype.kind not in "?biufc":
-        raise TypeError(f"dtype {name!r} is not a plain numeric dtype")
-    return _DType(dtype)
-
-
-class _Marker:
-    """A global a pickle may only pass as an argument: ``object``, ``numpy.ndarray``."""
-
-
-_OBJECT, _NUMPY_NDARRAY = _Marker(), _Marker()
-
-
-class _NumpyArray:
-    """A numpy array: ``_frombuffer(...)``, or ``_reconstruct(ndarray, ...)`` then its state."""
-
-    def __init__(self, array: np.ndarray | None = None):
-        self.array = array
-
-    def __setstate__(self, state):
-        if self.array is not None or not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise TypeError("malformed numpy array state")
-        shape, dtype, fortran, data = state[-4:]  # after an optional version
-        self.array = _frombuffer(data, dtype, shape, "F" if fortran else "C").array
-
-
-def _frombuffer(data: Any, dtype: _DType, shape: tuple, order: str) -> _NumpyArray:
-    if not (isinstance(dtype, _DType) and isinstance(shape, tuple) and order in ("C", "F")
-            and all(isinstance(d, int) and d >= 0 for d in shape)):
-        raise TypeError("malformed numpy array")
-    return _NumpyArray(np.frombuffer(_raw(data), dtype.dtype).reshape(shape, order=order).copy())
-
-
-def _reconstruct(cls: Any, shape: Any, typecode: Any) -> _NumpyArray:
-    if cls is not _NUMPY_NDARRAY:
-        raise TypeError("_reconstruct of a class other than numpy.ndarray")
-    return _NumpyArray()
-
-
-def _numpy_scalar(dtype: _DType, data: Any) -> np.generic:
-    if not isinstance(dtype, _DType):
-        raise TypeError("numpy scalar without a dtype")
-    return np.frombuffer(_raw(data), dtype.dtype).reshape(())[()]
-
-
-def _reconstructor(cls: Any, base: Any, state: Any) -> _StandIn:
-    """``copyreg._reconstructor``, as protocols 0 and 1 write a plain object."""
-    if not (isinstance(cls, type) and issubclass(cls, _PickledObject) and base is _OBJECT
-            and state is None):
-        raise TypeError("copyreg._reconstructor of something other than an MXNet object")
-    return cls()
-
-
-ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(module, name): _PickledNDArray for module, name in [
-        ("mxnet.ndarray.ndarray", "NDArray"), ("mxnet.ndarray.sparse", "RowSparseNDArray"),
-        ("mxnet.ndarray.sparse", "CSRNDArray"), ("mxnet.numpy.multiarray", "ndarray")]},
-    **{(builtins, name): standin for builtins in ("builtins", "__builtin__")  # Python 3, 2
-       for name, standin in [("bytearray", lambda *a: bytearray(_bytes(*a))), ("bytes", _bytes),
-                             ("set", _set), ("frozenset", lambda *a: frozenset(_set(*a))),
-                             ("object", _OBJECT)]},
-    ("_codecs", "encode"): _bytes,
-    ("copyreg", "_reconstructor"): _reconstructor,
-    ("copy_reg", "_reconstructor"): _reconstructor,
-    ("numpy", "dtype"): _dtype,
-    ("numpy", "ndarray"): _NUMPY_NDARRAY,
-    **{(f"numpy.{core}.{module}", name): standin for core in ("core", "_core")  # NumPy 1, 2
-       for module, name, standin in [("multiarray", "scalar", _numpy_scalar),
-                                     ("multiarray", "_reconstruct", _reconstruct),
-                                     ("numeric", "_frombuffer", _frombuffer)]},
-}
-"""Each global a state file may name, besides the classes of ``mxnet.optimizer`` and its
-submodules and of ``mxnet.lr_scheduler``, and the stand-in the unpickler returns for it."""
-
-
-def _is_optimizer_module(module: str) -> bool:
-    return module == "mxnet.optimizer" or module.startswith("mxnet.optimizer.")
-
-
-class _Unpickler(pickle.Unpickler):
-    """Resolves ALLOWED_GLOBALS and MXNet optimizer and scheduler classes; refuses the rest."""
-
-    def __init__(self, stream: io.BytesIO, name: str):
-        super().__init__(stream, encoding="latin1")  # a Python 2 str holds bytes
-        self.name, self.classes = name, {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in ALLOWED_GLOBALS:
-            return ALLOWED_GLOBALS[module, name]
-        if name.isidentifier() and (_is_optimizer_module(module)
-                                    or module == "mxnet.lr_scheduler"):
-            if (module, name) not in self.classes:
-                self.classes[module, name] = type(name, (_PickledObject,), {"module": module})
-            return self.classes[module, name]
-        raise UnsafePickleError(f"{self.name}: refusing to unpickle global {module}.{name}: "
-                                "not an MXNet optimizer, scheduler or array")
-
-
-def _array(value: _PickledNDArray, name: str, what: str) -> np.ndarray | None:
-    """The array a pickled NDArray holds; None for ``{'handle': None}`` (one without data)."""
-    state = value.state or {}
-    if set(state) != {"handle"} or not isinstance(state["handle"], bytes | bytearray | None):
-        raise MXNetFileError(f"{name}: {what} has state {value.state!r}, not {{'handle': bytes}}")
-    if state["handle"] is None:
+    def state(self, value: Any, where: str, depth: int = 1) -> Any:
+        """One index's state: None, an array, or tuples and lists of those."""
+        self.enter(depth, where)
+        if isinstance(value, PickledNDArray):
+            return self.array(value, f"the array of {where}")
+        if isinstance(value, (tuple, list)):
+            return type(value)(self.state(v, f"{where}[{i}]", depth + 1)
+                               for i, v in enumerate(value))
+        if value is not None:
+            raise self.error(f"{where} holds a {type(value).__name__}, not NDArrays")
         return None
-    r = _Reader(bytes(state["handle"]), name)
-    array = _read_array(r, what)
-    r.end(what)
-    return array
+
+    def value(self, value: Any, depth: int = 1) -> Any:
+        """An optimizer's attribute, as data."""
+        self.enter(depth, "the optimizer")
+        if value is None or isinstance(value, (bool, int, float, str, bytes, np.generic)):
+            return value
+        if isinstance(value, PickledNDArray):
+            return self.array(value, "an array in the optimizer")
+        if isinstance(value, PickledObject):
+            return MXNetObject(type(value).__name__, value.module,
+                               self.value(value.state or {}, depth + 1))
+        if isinstance(value, PickledArray) and value.array is not None:
+            self.budget.spend(value.array.nbytes, "an array in the optimizer")
+            return value.array.copy()
+        if isinstance(value, PickledDType):
+            return value.dtype
+        if isinstance(value, (tuple, list, set, frozenset)):
+            return type(value)(self.value(v, depth + 1) for v in value)
+        if isinstance(value, dict):
+            return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in value.items()}
+        raise self.error(f"unexpected {type(value).__name__} in the pickle")
 
 
-def _state(value: Any, name: str, where: str) -> Any:
-    """One index's state: None, an array, or tuples and lists of those."""
-    if isinstance(value, _PickledNDArray):
-        return _array(value, name, f"the array of {where}")
-    if isinstance(value, (tuple, list)):
-        return type(value)(_state(v, name, f"{where}[{i}]") for i, v in enumerate(value))
-    if value is not None:
-        raise MXNetFileError(f"{name}: {where} holds a {type(value).__name__}, not NDArrays")
-    return None
-
-
-def _value(value: Any, name: str) -> Any:
-    """An optimizer's attribute, as data."""
-    if value is None or isinstance(value, (bool, int, float, str, bytes, np.generic)):
-        return value
-    if isinstance(value, _PickledNDArray):
-        return _array(value, name, "an array in the optimizer")
-    if isinstance(value, _PickledObject):
-        return MXNetObject(type(value).__name__, value.module, _value(value.state or {}, name))
-    if isinstance(value, _NumpyArray) and value.array is not None:
-        return value.array
-    if isinstance(value, _DType):
-        return value.dtype
-    if isinstance(value, (tuple, list, set, frozenset)):
-        return type(value)(_value(v, name) for v in value)
-    if isinstance(value, dict):
-        return {_value(k, name): _value(v, name) for k, v in value.items()}
-    raise MXNetFileError(f"{name}: unexpected {type(value).__name__} in the pickle")
-
-
-def load_states(source: str | os.PathLike | bytes) -> MXNetStates:
+def load_states(source: str | os.PathLike | bytes, *, limits: ReadLimits = DEFAULT_LIMITS
+                ) -> MXNetStates:
     """The optimizer states, and the optimizer if saved, of an MXNet state file.
 
     Args:
       source: the file's path, or its bytes.
+      limits: what decoding the file may cost (see :class:`mxopt.reading.ReadLimits`).
 
     Returns:
       ``states`` maps each index to None, an array, or the tuple/list nesting
@@ -450,29 +358,27 @@ def load_states(source: str | os.PathLike | bytes) -> MXNetStates:
 
     Raises:
       UnsafePickleError: the pickle names a global outside those these files use.
-      MXNetFileError: the file is truncated, corrupt, or holds something else.
+      MXNetFileError: the file is truncated, corrupt, holds something else, or
+        would cost more than ``limits`` to decode.
     """
-    data, name = _read_source(source)
-    stream = io.BytesIO(data)
-    try:
-        loaded = _Unpickler(stream, name).load()
-    except MXNetFileError:
-        raise
-    except Exception as e:  # whatever a corrupt pickle trips over, it is reported alike
-        raise MXNetFileError(f"{name}: not a valid pickle ({type(e).__name__}: {e})") from None
-    if stream.tell() != len(data):
-        raise MXNetFileError(f"{name}: {len(data) - stream.tell()} trailing bytes after the pickle")
+    return _decode(source, limits, _states)
+
+
+def _states(data: bytes, name: str, budget: Budget) -> MXNetStates:
+    loaded = mxnet_pickle.load(data, budget)
     # As Updater.set_states reads it: a pair is (states, optimizer), anything else the states.
     states, optimizer = loaded if isinstance(loaded, tuple) and len(loaded) == 2 else (loaded, None)
     if not (isinstance(states, dict) and all(isinstance(k, int | str) for k in states)):
         raise MXNetFileError(f"{name}: the pickle holds a {type(states).__name__}, not a dict "
                              "of optimizer states by index")
-    if optimizer is not None and not (isinstance(optimizer, _PickledObject)
-                                      and _is_optimizer_module(optimizer.module)):
+    if optimizer is not None and not (isinstance(optimizer, PickledObject)
+                                      and mxnet_pickle.is_optimizer_module(optimizer.module)):
         raise MXNetFileError(f"{name}: the pickle's second item is a "
                              f"{type(optimizer).__name__}, not an MXNet optimizer")
+    contents = _Contents(name, budget)
     try:
-        return MXNetStates({k: _state(v, name, f"state {k!r}") for k, v in states.items()},
-                           None if optimizer is None else _value(optimizer, name))
-    except (RecursionError, TypeError) as e:  # a self-referring or unhashable structure
+        return MXNetStates({k: contents.state(v, f"state {reprlib.repr(k)}")
+                            for k, v in states.items()},
+                           None if optimizer is None else contents.value(optimizer))
+    except TypeError as e:  # an unhashable key, in a dict or set
         raise MXNetFileError(f"{name}: malformed pickle contents ({e})") from None

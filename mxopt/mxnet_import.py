@@ -122,8 +122,12 @@ def import_scheduler(scheduler: MXNetObject) -> schedules.LRScheduler:
         raise MXNetImportError(f"no mxopt scheduler for MXNet's {scheduler.name}; mxopt has "
                                f"{', '.join(_SCHEDULERS)}")
     a = {("pwr" if k == "power" else k): _plain(v) for k, v in scheduler.attributes.items()}
+    missing = sorted({*_SCHEDULERS[scheduler.name], "warmup_final_lr", "warmup_steps",
+                      "warmup_begin_lr", "warmup_mode"} - set(a))
+    if missing:
+        raise MXNetImportError(f"MXNet's {scheduler.name} was saved without {missing}")
     kwargs = {name: a[name] for name in _SCHEDULERS[scheduler.name]}
-    return getattr(schedules, scheduler.name)(
+    return schedules.BY_NAME[scheduler.name](
         base_lr=a["warmup_final_lr"], warmup_steps=a["warmup_steps"],
         warmup_begin_lr=a["warmup_begin_lr"], warmup_mode=a["warmup_mode"], **kwargs)
 
@@ -151,16 +155,27 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
     if klass is None:
         raise MXNetImportError(f"no mxopt optimizer for MXNet's {pickled.name}")
     a = {_RENAMED.get(k, k): _plain(v) for k, v in pickled.attributes.items()}
-    if a.get("lr_scheduler") is not None:
-        a["lr_scheduler"] = import_scheduler(a["lr_scheduler"])
-        if pickled.name == "Ftrl":  # its learning_rate never reaches the scheduler in MXNet
-            del a["learning_rate"]
-    accepted = {*klass.defaults(), "param_idx2name"}
-    optimizer = klass(**{k: v for k, v in a.items() if k in accepted})
-    optimizer.sym_info = tuple(a["sym_info"])
-    optimizer.lr_mult, optimizer.wd_mult = dict(a["lr_mult"]), dict(a["wd_mult"])
-    optimizer.num_update = a["num_update"]
-    optimizer._index_update_count.update(a["_index_update_count"])
+    missing = sorted({"sym_info", "lr_mult", "wd_mult", "num_update", "_index_update_count"}
+                     - set(a))
+    if missing:
+        raise MXNetImportError(f"MXNet's {pickled.name} was saved without {missing}: not a "
+                               "file MXNet 1.x writes")
+    try:
+        if a.get("lr_scheduler") is not None:
+            if not isinstance(a["lr_scheduler"], MXNetObject):
+                raise MXNetImportError(f"the lr_scheduler is a {type(a['lr_scheduler']).__name__}")
+            a["lr_scheduler"] = import_scheduler(a["lr_scheduler"])
+            if pickled.name == "Ftrl":  # its learning_rate never reaches the scheduler in MXNet
+                a.pop("learning_rate", None)
+        accepted = {*klass.defaults(), "param_idx2name"}
+        optimizer = klass(**{k: v for k, v in a.items() if k in accepted})
+        optimizer.restore_progress(
+            sym_info=a["sym_info"], lr_mult=a["lr_mult"], wd_mult=a["wd_mult"],
+            num_update=a["num_update"], index_update_count=a["_index_update_count"])
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        if isinstance(error, MXNetImportError):
+            raise
+        raise MXNetImportError(f"MXNet's {pickled.name} does not rebuild: {error}") from None
     return optimizer
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import reprlib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -40,6 +41,7 @@ import optax
 
 from mxopt import counting, hyperparams, npz, optimizers, registry, schedules, validation
 from mxopt.optimizers.lars import is_exempt
+from mxopt.reading import DEFAULT_LIMITS, ReadLimits
 from mxopt.structure import check_trees, named_leaves
 
 Index = int | str
@@ -199,7 +201,8 @@ class Optimizer:
         Replaces earlier ones; names with ``__lr_mult__`` in ``sym`` keep it
         unless ``args_lr_mult`` names them.
         """
-        self.lr_mult = {**_sym_multipliers(self.sym_info, "__lr_mult__"), **args_lr_mult}
+        self.lr_mult = {**_sym_multipliers(self.sym_info, "__lr_mult__"),
+                        **_multipliers("args_lr_mult", args_lr_mult)}
 
     def set_wd_mult(self, args_wd_mult: Mapping[Index, float]) -> None:
         """Sets weight-decay multipliers by parameter name or index.
@@ -212,7 +215,7 @@ class Optimizer:
         no_decay = {n: 0.0 for n in self.idx2name.values()
                     if not n.endswith(self.decayed_suffixes)}
         self.wd_mult = {**no_decay, **_sym_multipliers(self.sym_info, "__wd_mult__"),
-                        **args_wd_mult}
+                        **_multipliers("args_wd_mult", args_wd_mult)}
 
     def _multiplier(self, kind: str, index: Index, name: str | None = None) -> float:
         """MXNet's lookup of ``lr_mult`` or ``wd_mult`` for an index (or a pytree leaf's name)."""
@@ -407,18 +410,52 @@ class Optimizer:
 
     @staticmethod
     def from_config(config: Mapping[str, Any]) -> Optimizer:
-        """The optimizer :meth:`get_config` described."""
-        arguments = dict(config["arguments"])
-        if arguments.get("lr_scheduler") is not None:
-            spec = arguments["lr_scheduler"]
-            arguments["lr_scheduler"] = getattr(schedules, spec["type"])(**spec["fields"])
-        optimizer = Optimizer.create_optimizer(config["name"], **arguments,
-                                               param_idx2name=dict(config["idx2name"]))
-        optimizer.sym_info = tuple(config["sym_info"])
-        optimizer.lr_mult, optimizer.wd_mult = dict(config["lr_mult"]), dict(config["wd_mult"])
-        optimizer.num_update = config["num_update"]
-        optimizer._index_update_count.update(dict(config["index_update_count"]))
+        """The optimizer :meth:`get_config` described.
+
+        Raises:
+          ValueError: ``config`` is not what :meth:`get_config` writes (the
+            message says what is wrong).
+        """
+        try:
+            arguments = dict(config["arguments"])
+            spec = arguments.get("lr_scheduler")
+            if spec is not None:
+                if spec.get("type") not in schedules.BY_NAME:
+                    raise ValueError(f"lr_scheduler of type {spec.get('type')!r}, not one of "
+                                     f"{sorted(schedules.BY_NAME)}")
+                arguments["lr_scheduler"] = schedules.BY_NAME[spec["type"]](**spec["fields"])
+            optimizer = Optimizer.create_optimizer(config["name"], **arguments,
+                                                   param_idx2name=dict(config["idx2name"]))
+            optimizer.restore_progress(
+                sym_info=config["sym_info"], lr_mult=dict(config["lr_mult"]),
+                wd_mult=dict(config["wd_mult"]), num_update=config["num_update"],
+                index_update_count=dict(config["index_update_count"]))
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not an optimizer's saved config ({type(error).__name__}: "
+                             f"{error})") from None
         return optimizer
+
+    def restore_progress(self, *, sym_info: Sequence, lr_mult: Mapping[Index, float],
+                         wd_mult: Mapping[Index, float], num_update: int,
+                         index_update_count: Mapping[Index, int]) -> None:
+        """Sets what MXNet saves of an optimizer besides its arguments, checking each first.
+
+        Raises:
+          ValueError: a value MXNet could not have saved (the message names
+            it); nothing is changed.
+        """
+        if not (isinstance(sym_info, (tuple, list)) and (
+                len(sym_info) == 0 or (len(sym_info) == 2 and _is_attributes(sym_info[0])
+                                       and all(isinstance(n, str) for n in sym_info[1])))):
+            raise ValueError("sym_info must be () or (attribute dicts by name, argument "
+                             f"names), got {reprlib.repr(sym_info)}")
+        lr_mult, wd_mult = _multipliers("lr_mult", lr_mult), _multipliers("wd_mult", wd_mult)
+        num_update = validation.count("num_update", num_update)
+        counts = {_index("index_update_count", i): validation.count(
+            f"index_update_count[{i!r}]", n) for i, n in index_update_count.items()}
+        self.sym_info, self.lr_mult, self.wd_mult = tuple(sym_info), lr_mult, wd_mult
+        self.num_update = num_update
+        self._index_update_count.update(counts)
 
     # -- the registry ------------------------------------------------------
 
@@ -493,11 +530,33 @@ def _sym_info(sym: Any) -> tuple[dict, list] | tuple[()]:
                      f"{{'fc_weight': {{'__lr_mult__': '2'}}}}) or be an MXNet Symbol, got {sym!r}")
 
 
+def _is_attributes(attrs: Any) -> bool:
+    """Whether ``attrs`` is ``sym.attr_dict()``'s kind: name -> {attribute: str}."""
+    return isinstance(attrs, Mapping) and all(
+        isinstance(name, str) and isinstance(a, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in a.items())
+        for name, a in attrs.items())
+
+
+def _index(arg: str, index: Any) -> Index:
+    if not _is_index(index) or isinstance(index, (list, tuple)):
+        raise ValueError(f"{arg} has key {reprlib.repr(index)}, not an int or str index")
+    return index if isinstance(index, str) else int(index)
+
+
+def _multipliers(arg: str, table: Mapping[Index, float]) -> dict[Index, float]:
+    """``table`` checked: indices or names to finite reals >= 0."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{arg} must map indices or names to numbers, got {reprlib.repr(table)}")
+    return {_index(arg, i): validation.non_negative(f"{arg}[{i!r}]", m) for i, m in table.items()}
+
+
 def _sym_multipliers(sym_info, attribute: str) -> dict[str, float]:
     if not sym_info:
         return {}
     attrs, names = sym_info
-    return {n: float(attrs[n][attribute]) for n in names if attribute in attrs.get(n, {})}
+    return _multipliers(f"sym's {attribute}", {
+        n: float(attrs[n][attribute]) for n in names if attribute in attrs.get(n, {})})
 
 
 register = Optimizer.register
@@ -670,7 +729,7 @@ class Updater:
         return npz.dumps({"format": "mxopt.Updater", "version": 1, "states": entries,
                           "optimizer": optimizer}, arrays)
 
-    def set_states(self, states: bytes) -> None:
+    def set_states(self, states: bytes, *, limits: ReadLimits = DEFAULT_LIMITS) -> None:
         """Restores :meth:`get_states`'s bytes, or those of an MXNet ``.states`` file.
 
         MXNet's files (``Updater.get_states``, ``Trainer.save_states``,
@@ -678,40 +737,62 @@ class Updater:
         :func:`mxopt.mxnet_files.load_states`, which unpickles only the
         classes they hold. As in MXNet, every state is replaced, and an
         optimizer in the bytes replaces this updater's (keeping its
-        ``param_dict``, which neither format saves).
+        ``param_dict``, which neither format saves). The bytes are read and
+        checked whole first: if they are refused, the updater is unchanged.
+
+        Args:
+          states: the bytes.
+          limits: what decoding them may cost (:class:`mxopt.reading.ReadLimits`).
 
         Raises:
-          ValueError: the bytes are neither format, or are damaged
-            (:class:`mxopt.mxnet_files.MXNetFileError` for MXNet's).
+          ValueError: the bytes are neither format, are damaged, or would
+            cost more than ``limits`` (:class:`mxopt.mxnet_files.MXNetFileError`
+            for MXNet's).
         """
-        if states[:2] != b"PK":  # an npz is a zip archive; MXNet's files are pickles
-            from mxopt import mxnet_files, mxnet_import  # they build on this module
-            saved = mxnet_files.load_states(states)
-            if saved.optimizer is not None:
-                self._replace_optimizer(mxnet_import.import_optimizer(saved.optimizer))
-            self.states, self._weights, self._mxnet_states = {}, {}, dict(saved.states)
-            return
-        manifest, arrays = npz.loads(states, "the states")
-        if manifest.get("format") != "mxopt.Updater":
+        if not isinstance(states, (bytes, bytearray, memoryview)):
+            raise TypeError(f"set_states takes the bytes of get_states, got a "
+                            f"{type(states).__name__}")
+        states = bytes(states)
+        read = self._read_npz if states[:2] == b"PK" else self._read_mxnet  # npz: a zip archive
+        optimizer, restored, weights, mxnet_states = read(states, limits)
+        if optimizer is not None:
+            optimizer.param_dict = self.optimizer.param_dict
+            self.optimizer = optimizer
+        self.states, self._weights, self._mxnet_states = restored, weights, mxnet_states
+
+    def _read_mxnet(self, data: bytes, limits: ReadLimits) -> tuple:
+        from mxopt import mxnet_files, mxnet_import  # they build on this module
+        saved = mxnet_files.load_states(data, limits=limits)
+        optimizer = (None if saved.optimizer is None
+                     else mxnet_import.import_optimizer(saved.optimizer))
+        return optimizer, {}, {}, dict(saved.states)
+
+    def _read_npz(self, data: bytes, limits: ReadLimits) -> tuple:
+        manifest, arrays = npz.loads(data, "the states", limits=limits)
+        try:
+            return self._restored(manifest, arrays)
+        except (KeyError, TypeError, AttributeError, IndexError) as error:
+            raise ValueError(f"the states are damaged ({type(error).__name__}: {error})") from None
+
+    def _restored(self, manifest: dict, arrays: list) -> tuple:
+        """The optimizer, states, weights and MXNet states an npz manifest describes."""
+        if manifest.get("format") != "mxopt.Updater" or manifest.get("version") != 1:
             raise ValueError("the states are an npz archive, but not one of Updater.get_states")
-        if manifest["optimizer"] is not None:
-            self._replace_optimizer(Optimizer.from_config(manifest["optimizer"]))
-        self.states, self._weights, self._mxnet_states = {}, {}, {}
+        optimizer = (None if manifest["optimizer"] is None
+                     else Optimizer.from_config(manifest["optimizer"]))
+        creator = optimizer or self.optimizer
+        states, weights, mxnet_states = {}, {}, {}
         for entry in manifest["states"]:
-            index = entry["index"]
+            index = _index("the states' index", entry["index"])
             if "mxnet" in entry:
-                self._mxnet_states[index] = _unnest(entry["mxnet"], arrays)
+                mxnet_states[index] = _unnest(entry["mxnet"], arrays)
                 continue
             weight = jax.ShapeDtypeStruct(tuple(entry["shape"]), jnp.dtype(entry["dtype"]))
-            template = self.optimizer.create_state_multi_precision(
-                index, jnp.zeros(weight.shape, weight.dtype))
-            self.states[index] = _refill(template, arrays[slice(*entry["leaves"])], index)
-            self._weights[index] = weight
-
-    def _replace_optimizer(self, optimizer: Optimizer) -> None:
-        optimizer.param_dict = self.optimizer.param_dict
-        self.optimizer = optimizer
-
+            template = jax.eval_shape(  # no allocation of a shape the file names
+                lambda w, i=index: creator.create_state_multi_precision(i, w), weight)
+            states[index] = _refill(template, arrays[slice(*entry["leaves"])], index)
+            weights[index] = weight
+        return optimizer, states, weights, mxnet_states
 
 def _nesting(state: Any, arrays: list) -> Any:
     """MXNet's nested state as JSON, its arrays appended to ``arrays``."""
@@ -723,13 +804,16 @@ def _nesting(state: Any, arrays: list) -> Any:
     return {"array": len(arrays) - 1}
 
 
-def _unnest(nesting: Any, arrays: list) -> Any:
+def _unnest(nesting: Any, arrays: list, depth: int = 0) -> Any:
+    """The nested state ``_nesting`` wrote, at most as deep as MXNet's files may nest."""
+    if depth > DEFAULT_LIMITS.max_depth:
+        raise ValueError(f"an MXNet state nested more than {DEFAULT_LIMITS.max_depth} deep")
     if nesting is None:
         return None
     if "array" in nesting:
         return np.asarray(arrays[nesting["array"]])
     (kind, parts), = nesting.items()
-    return {"tuple": tuple, "list": list}[kind](_unnest(p, arrays) for p in parts)
+    return {"tuple": tuple, "list": list}[kind](_unnest(p, arrays, depth + 1) for p in parts)
 
 
 def _refill(template: optax.OptState, leaves: list, index: Index) -> optax.OptState:

@@ -219,3 +219,9 @@ class CosineScheduler(_DecayToFinal):
 
     def _shape(self, remaining):
         return jnp.sin(jnp.float32(math.pi / 2) * remaining) ** 2
+
+
+BY_NAME: dict[str, type[LRScheduler]] = {
+    cls.__name__: cls
+    for cls in (FactorScheduler, MultiFactorScheduler, PolyScheduler, CosineScheduler)}
+"""MXNet's scheduler classes by name: the only ones a saved file may name."""

@@ -1,11 +1,18 @@
 """Checkpoints of the functional state: a run restored at step k continues bit for bit."""
 
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from trajectory import bits
 
@@ -91,3 +98,95 @@ def test_errors(tmp_path):
         checkpoint.restore(tmp_path / "a", mxopt.adam().init(wider))
     with pytest.raises(ValueError, match="in the checkpoint, absent in `like`"):
         checkpoint.restore(tmp_path / "a", mxopt.sgd(momentum=0.9).init(params))
+
+
+# A save interrupted at any moment leaves a checkpoint: the old one or the new one.
+
+class Crash(BaseException):
+    """A process dying at this point (not an Exception: nothing catches it)."""
+
+
+def _tree(value):
+    return {"w": jnp.full((3,), value, jnp.float32), "count": jnp.int32(value)}
+
+
+def _restored_value(path):
+    return int(checkpoint.restore(path, _tree(0))["count"])
+
+
+def _leftovers(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir() if p.name != "ckpt")
+
+
+@pytest.mark.parametrize("crash_at", ["write", 0, 1, 2])
+def test_save_interrupted_at_each_step_leaves_a_checkpoint(crash_at, tmp_path, monkeypatch):
+    """A replacing save made to fail in Orbax's write, then at each of its file-system steps
+    (rename the old aside, rename the new into place, remove the old): the old or the new
+    checkpoint restores, and the next save tidies up."""
+    path = tmp_path / "ckpt"
+    checkpoint.save(path, _tree(1))
+    steps = []
+
+    def step(real):
+        def crashing(*args, **kwargs):
+            steps.append(real.__qualname__)
+            if crash_at == "write" or len(steps) - 1 == crash_at:
+                raise Crash
+            return real(*args, **kwargs)
+        return crashing
+
+    with monkeypatch.context() as patch:
+        if crash_at == "write":
+            patch.setattr(ocp.StandardCheckpointer, "save", step(ocp.StandardCheckpointer.save))
+        patch.setattr(pathlib.Path, "rename", step(pathlib.Path.rename))
+        patch.setattr(shutil, "rmtree", step(shutil.rmtree))
+        with pytest.raises(Crash):
+            checkpoint.save(path, _tree(2), overwrite=True)
+    assert _restored_value(path) == (2 if crash_at == 2 else 1), steps
+    checkpoint.save(path, _tree(3), overwrite=True)
+    assert _restored_value(path) == 3 and _leftovers(tmp_path) == []
+
+
+KILLED_SAVER = """
+import sys
+import jax.numpy as jnp
+from mxopt import checkpoint
+path = sys.argv[1]
+print("ready", flush=True)
+for value in range(2, 10**6):
+    checkpoint.save(path, {"w": jnp.full((3,), value, jnp.float32), "count": jnp.int32(value)},
+                    overwrite=True)
+    print(value, flush=True)
+"""
+
+
+def test_killed_saves_leave_a_checkpoint(tmp_path):
+    """SIGKILL at random moments of a loop of replacing saves: the last or the one being
+    written restores, and saving again works."""
+    path = tmp_path / "ckpt"
+    checkpoint.save(path, _tree(1))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        saver = subprocess.Popen([sys.executable, "-c", KILLED_SAVER, str(path)],
+                                 stdout=subprocess.PIPE, text=True)
+        assert saver.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.05, 1.5))
+        saver.send_signal(signal.SIGKILL)
+        done = [int(line) for line in saver.stdout.read().split()]
+        saver.wait()
+        last = done[-1] if done else _restored_value(path)
+        assert _restored_value(path) in (last, last + 1)
+    checkpoint.save(path, _tree(5), overwrite=True)
+    assert _restored_value(path) == 5 and _leftovers(tmp_path) == []
+
+
+def test_missing_or_damaged_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        checkpoint.restore(tmp_path / "none", _tree(0))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty holds no readable checkpoint"):
+        checkpoint.restore(tmp_path / "empty", _tree(0))
+    checkpoint.save(tmp_path / "ckpt", _tree(1))
+    (tmp_path / "ckpt" / "_METADATA").write_bytes(b"{not json")  # the tree's metadata
+    with pytest.raises(ValueError, match="ckpt holds no readable checkpoint"):
+        checkpoint.restore(tmp_path / "ckpt", _tree(0))

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.xdist_group("docs_build")
 
 DOCS = pathlib.Path(__file__).parent.parent / "docs"
 SUBMODULES = ["checkpoint", "hyperparams", "julia", "multipliers", "mxnet_files", "mxnet_import",
-              "optimizer", "optimizers", "packing", "plotting", "precision", "registry",
-              "schedules", "sharding", "structure", "transforms"]
+              "mxnet_pickle", "optimizer", "optimizers", "packing", "plotting", "precision",
+              "reading", "registry", "schedules", "sharding", "structure", "transforms"]
 
 
 def public_names() -> dict[str, object]:
