@@ -42,6 +42,18 @@ class Counted(optax.GradientTransformationExtraArgs):
     begin_num_update: int | jax.Array
 
 
+def _in_dtypes_of(old: optax.OptState, new: optax.OptState) -> optax.OptState:
+    """``new`` with each array in the dtype of ``old``'s: a state keeps the dtypes ``init``
+    gave it whatever the inputs' (float32 grads of float16 params, say), so that a jitted
+    step is not compiled again and ``lax.scan`` carries it."""
+    return jax.tree.map(lambda o, n: n if n.dtype == o.dtype else n.astype(o.dtype), old, new)
+
+
+def next_count(count: jax.Array) -> jax.Array:
+    """``count + 1``, staying at ``validation.MAX_COUNT`` once there, where int32 would wrap."""
+    return jnp.minimum(count, validation.MAX_COUNT - 1) + 1
+
+
 def counted(*transforms: optax.GradientTransformation,
             begin_num_update: int | jax.Array = 0) -> Counted:
     """``optax.chain(*transforms)`` behind one update counter that they all read.
@@ -83,12 +95,12 @@ def counted(*transforms: optax.GradientTransformation,
                 *(tx.init(params) for tx in members))
 
     def update_fn(updates, state, params=None, **extra_args):
-        count = state[0].count + 1
+        count = next_count(state[0].count)
         new_states = [CountState(count)]
         for step, step_state in zip(steps, state[1:]):
-            updates, step_state = step.update(updates, step_state, params, count=count,
-                                              **extra_args)
-            new_states.append(step_state)
+            updates, new_state = step.update(updates, step_state, params, count=count,
+                                             **extra_args)
+            new_states.append(_in_dtypes_of(step_state, new_state))
         return updates, tuple(new_states)
 
     chain = Counted(init_fn, update_fn)

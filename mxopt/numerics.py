@@ -19,6 +19,14 @@ def tree_map(fn, *trees):
     return jax.tree_util.tree_map(fn, *trees)
 
 
+def unzip(like: object, tree_of_tuples: object, n: int) -> tuple:
+    """The ``n`` trees shaped like ``like`` in a tree of ``n``-tuples (a ``tree_map`` whose
+    function returns ``n`` values), for an empty ``like`` too."""
+    treedef = jax.tree_util.tree_structure(like)
+    leaves = treedef.flatten_up_to(tree_of_tuples)
+    return tuple(treedef.unflatten([leaf[i] for leaf in leaves]) for i in range(n))
+
+
 def like(scale: jax.Array, leaf: jax.Array) -> jax.Array:
     """``scale`` (a float32 hyperparameter) cast to ``leaf``'s dtype, as MXNet's kernels use it."""
     return scale.astype(leaf.dtype)

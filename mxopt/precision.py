@@ -47,6 +47,7 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
     rounds to the weight's dtype, which gives ``round_to_dtype(w32)`` bit for
     bit. Other leaves pass through ``inner`` unchanged. ``update`` needs params.
     """
+    validation.transformation("inner", inner)
 
     def working_copy(params, master):
         return jax.tree_util.tree_map(lambda p, m: p if m is None else m, params, master,
@@ -95,7 +96,8 @@ class ApplyIfFiniteState(NamedTuple):
 
 
 def apply_if_finite(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Skips the step of ``inner`` whose gradients hold an inf or NaN.
+    """Skips the step of ``inner`` whose gradients, or the updates it makes of them, hold an
+    inf or NaN.
 
     On such a step the updates are ``-0.0`` (``w + -0.0`` is ``w`` bit for
     bit, ``-0.0`` included), ``inner``'s state (moments, master copies,
@@ -103,14 +105,15 @@ def apply_if_finite(inner: optax.GradientTransformation) -> optax.GradientTransf
     skip. Unlike ``optax.apply_if_finite``, it never gives up and applies a
     non-finite step, as MXNet's AMP never does.
     """
+    validation.transformation("inner", inner)
 
     def init_fn(params):
         return ApplyIfFiniteState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
                                   jnp.asarray(True), inner.init(params))
 
     def update_fn(updates, state, params=None):
-        finite = all_finite(updates)
         steps, inner_state = inner.update(updates, state.inner, params)
+        finite = all_finite(updates) & all_finite(steps)
         steps = jax.tree.map(lambda s: jnp.where(finite, s, jnp.asarray(-0.0, s.dtype)), steps)
         inner_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                                    inner_state, state.inner)
@@ -132,7 +135,8 @@ class DynamicLossScaleState(NamedTuple):
 
 def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float = 2.0**16,
                        scale_seq_len: int = 2000,
-                       max_loss_scale: float = 2.0**24) -> optax.GradientTransformation:
+                       max_loss_scale: float = 2.0**24,
+                       min_loss_scale: float = 2.0**-24) -> optax.GradientTransformation:
     """MXNet AMP's dynamic loss scaling around ``inner``, with its defaults.
 
     The loss of each step is multiplied by ``loss_scale(state)`` before
@@ -142,7 +146,7 @@ def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float
     ``LossScaler.has_overflow`` does::
 
         loss_scale <- next_loss_scale
-        overflow:  next_loss_scale <- loss_scale / 2;  unskipped <- 0
+        overflow:  next_loss_scale <- max(min_loss_scale, loss_scale / 2);  unskipped <- 0
         else:      unskipped <- unskipped + 1
         if unskipped == scale_seq_len:
             next_loss_scale <- min(max_loss_scale, 2 * loss_scale);  unskipped <- 0
@@ -159,12 +163,19 @@ def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float
       scale_seq_len: finite steps in a row before the scale doubles, >= 1
         (MXNet: 2000).
       max_loss_scale: the most the scale grows to, >= ``init_scale`` (MXNet: 2**24).
+      min_loss_scale: the least the scale shrinks to, > 0 and <= ``init_scale``.
+        MXNet halves without end, until its float64 scale reaches 0; in
+        float32 that would take about 150 overflows, after which
+        ``g / loss_scale`` is not finite. The default, ``2**-24``, keeps
+        ``1 / loss_scale`` within float32 for any float16 gradient.
     """
+    validation.transformation("inner", inner)
     init_scale = validation.positive("init_scale", init_scale)
     max_loss_scale = validation.positive("max_loss_scale", max_loss_scale)
-    if max_loss_scale < init_scale:
-        raise ValueError(f"max_loss_scale ({max_loss_scale}) must be >= init_scale "
-                         f"({init_scale})")
+    min_loss_scale = validation.positive("min_loss_scale", min_loss_scale)
+    if not min_loss_scale <= init_scale <= max_loss_scale:
+        raise ValueError(f"init_scale ({init_scale}) must be within [min_loss_scale, "
+                         f"max_loss_scale] = [{min_loss_scale}, {max_loss_scale}]")
     scale_seq_len = validation.count("scale_seq_len", scale_seq_len, minimum=1)
     guarded = apply_if_finite(inner)
 
@@ -188,7 +199,7 @@ def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float
         scale = state.next_loss_scale
         unskipped = jnp.where(finite, state.unskipped + 1, 0)
         grow = unskipped == scale_seq_len
-        next_scale = jnp.where(finite, scale, scale / 2)
+        next_scale = jnp.where(finite, scale, jnp.maximum(min_loss_scale, scale / 2))
         next_scale = jnp.where(grow, jnp.minimum(max_loss_scale, scale * 2), next_scale)
         return steps, DynamicLossScaleState(scale, next_scale, jnp.where(grow, 0, unskipped),
                                             guarded_state)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mxopt import validation
 
@@ -37,7 +38,20 @@ def _decay(base_lr: float, factor: float, k: jax.Array) -> jax.Array:
     its rounding error by ``k``.
     """
     log_factor = math.log(factor) if factor > 0 else -math.inf
-    return base_lr * jnp.exp(k.astype(jnp.float32) * jnp.float32(log_factor))
+    decayed = base_lr * jnp.exp(k.astype(jnp.float32) * jnp.float32(log_factor))
+    return jnp.where(k == 0, jnp.float32(base_lr), decayed)  # factor**0 is 1, factor 0 too
+
+
+def _counts(num_update: jax.Array | int) -> jax.Array:
+    """``num_update`` (a count or an array of counts) as int32, refusing known counts outside
+    ``[0, validation.MAX_COUNT]``; traced ones are the counter's, always within."""
+    if not validation.is_traced(num_update):
+        counts = np.asarray(num_update)
+        if counts.dtype.kind not in "iu" or (counts.size and not (
+                0 <= counts.min() and counts.max() <= validation.MAX_COUNT)):
+            raise ValueError(f"num_update must be an update count in [0, 2**31 - 1], got "
+                             f"{num_update!r}")
+    return jnp.asarray(num_update, jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
@@ -72,7 +86,7 @@ class LRScheduler:
         return f"{type(self).__name__}({args})"
 
     def __call__(self, num_update: jax.Array | int) -> jax.Array:
-        n = jnp.asarray(num_update, jnp.int32)
+        n = _counts(num_update)
         return jnp.where(n < self.warmup_steps, self._warmup(n), self._decayed(n))
 
     def _warmup(self, n: jax.Array) -> jax.Array:
@@ -134,6 +148,9 @@ class MultiFactorScheduler(LRScheduler):
     factor: float = 1.0
 
     def __post_init__(self):
+        if isinstance(self.step, str) or not hasattr(self.step, "__iter__"):
+            raise ValueError(f"step must list the update counts at which to decay (as in "
+                             f"MXNet, e.g. step=[100, 200]), got {self.step!r}")
         object.__setattr__(self, "step", tuple(self.step))
         super().__post_init__()
         if not self.step:
@@ -201,7 +218,7 @@ class PolyScheduler(_DecayToFinal):
 
     def __post_init__(self):
         super().__post_init__()
-        validation.real("pwr", self.pwr)
+        validation.non_negative("pwr", self.pwr)
 
     def _shape(self, remaining):
         return remaining ** self.pwr

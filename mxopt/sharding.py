@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from mxopt import validation
 from mxopt.structure import is_concrete
 
 __all__ = ["constrain", "params_mesh", "partition_states", "place_state", "placed_like",
@@ -149,6 +150,9 @@ def partition_states(inner: optax.GradientTransformation, mesh: Mesh,
       ValueError: an unknown ``axis``, or (at ``init``) a param leaf that is
         placed but not replicated, named by its path.
     """
+    validation.transformation("inner", inner)
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {mesh!r}")
     if axis not in mesh.axis_names:
         raise ValueError(f"axis {axis!r} is not an axis of the mesh {dict(mesh.shape)}")
     devices = mesh.shape[axis]

@@ -156,8 +156,8 @@ class LearningRate:
 
     def unscaled(self, state: LearningRateState, count: jax.Array) -> jax.Array:
         """The rate before ``lr_mult`` at update ``count`` (f32 scalar)."""
-        if callable(self.learning_rate):
-            return self.learning_rate(count)
+        if callable(self.learning_rate):  # a plain function may give a Python number
+            return jnp.asarray(self.learning_rate(count), jnp.float32)
         return self.given.injected(state).learning_rate
 
     def at(self, state: LearningRateState, count: jax.Array,

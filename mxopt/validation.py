@@ -6,6 +6,12 @@ value is reported where it was written, never as a NaN many steps later. A
 value may be a Python number, a NumPy scalar or a concrete JAX scalar; a
 traced value (inside ``jit``) has no value to check yet and passes through
 unchanged.
+
+Hyperparameters are held and computed with in float32, so a value is checked
+as float32 will hold it: it must not overflow to infinity, a non-zero value
+must not round to zero or to a subnormal number (which XLA flushes to zero),
+and a decay rate must stay below 1 after rounding. Update counts are int32,
+in ``[0, MAX_COUNT]``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ import numbers
 
 import jax
 import numpy as np
+
+MAX_COUNT = 2**31 - 1
+"""The largest update count: counts are int32, and stay at this value once they reach it."""
+
+_FLOAT32_MAX, _FLOAT32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
 
 
 def is_traced(value: object) -> bool:
@@ -36,7 +47,8 @@ def host_number(name: str, value: object) -> object:
 
 
 def real(name: str, value: object) -> float:
-    """Returns ``value`` as a float; raises ValueError unless it is a finite real."""
+    """Returns ``value`` as a float; raises ValueError unless it is a finite real that float32
+    holds: at most ``3.4e38`` in magnitude, and 0 or at least ``1.18e-38`` (a normal number)."""
     value = host_number(name, value)
     if is_traced(value):
         return value
@@ -44,7 +56,15 @@ def real(name: str, value: object) -> float:
         raise ValueError(f"{name} must be a real number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
+    value = float(value)
+    if abs(value) > _FLOAT32_MAX:
+        raise ValueError(f"{name}={value!r} overflows float32, in which it is held and used "
+                         f"(at most {_FLOAT32_MAX:.8g})")
+    if value != 0 and abs(value) < _FLOAT32_TINY:
+        raise ValueError(f"{name}={value!r} is below float32's smallest normal number "
+                         f"{_FLOAT32_TINY:.8g}: held in float32 it would be flushed to 0; "
+                         "give 0 or a larger value")
+    return value
 
 
 def non_negative(name: str, value: object) -> float:
@@ -68,11 +88,14 @@ def decay_rate(name: str, value: object) -> float:
     value = real(name, value)
     if not is_traced(value) and not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    if not is_traced(value) and np.float32(value) == 1:
+        raise ValueError(f"{name}={value!r} rounds to 1 in float32, in which it is held: it "
+                         f"must be at most {float(np.nextafter(np.float32(1), np.float32(0)))!r}")
     return value
 
 
 def count(name: str, value: object, *, minimum: int = 0) -> int:
-    """An integer ``>= minimum`` (an update count or a number of steps)."""
+    """An integer in ``[minimum, MAX_COUNT]`` (an update count or a number of steps)."""
     value = host_number(name, value)
     if is_traced(value):
         return value
@@ -80,6 +103,9 @@ def count(name: str, value: object, *, minimum: int = 0) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name}={value!r} is beyond the update count's range: counts are "
+                         f"int32, at most 2**31 - 1 = {MAX_COUNT}")
     return int(value)
 
 
@@ -87,4 +113,12 @@ def one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
     """One of a few strings."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def transformation(name: str, value: object) -> object:
+    """An ``optax.GradientTransformation`` (what a wrapper such as ``apply_if_finite`` wraps)."""
+    if not (isinstance(value, tuple) and hasattr(value, "init") and hasattr(value, "update")):
+        raise TypeError(f"{name} must be an optax.GradientTransformation, such as "
+                        f"mxopt.sgd(...) or mxopt.create('sgd', ...), got {value!r}")
     return value

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from strategies import floats
 from trajectory import train_on_large_float16_gradients
 
 import mxopt
@@ -46,16 +47,16 @@ def reference(kw, params, grads_seq, wd_mult):
 
 @st.composite
 def configs(draw):
-    kw = {"rho": draw(st.sampled_from([0.9, 0.99, 0.9999]) | st.floats(0, 0.999)),
-          "epsilon": draw(st.sampled_from([1e-5]) | st.floats(1e-8, 1e-2))}
+    kw = {"rho": draw(st.sampled_from([0.9, 0.99, 0.9999]) | floats(0, 0.999)),
+          "epsilon": draw(st.sampled_from([1e-5]) | floats(1e-8, 1e-2))}
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 2.0))
+        kw["learning_rate"] = draw(floats(1e-3, 2.0))
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}
     wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in SHAPES}
     return kw, lr_mult, wd_mult

@@ -11,6 +11,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from strategies import floats
 from trajectory import train_on_large_float16_gradients
 
 import mxopt
@@ -54,19 +55,19 @@ def reference(name, kw, params, grads_seq, lr_mult, wd_mult):
 @st.composite
 def configs(draw):
     name = draw(st.sampled_from(["adagrad", "groupadagrad"]))
-    kw = {"eps": draw(st.sampled_from([1e-7, 1e-5]) | st.floats(1e-8, 1e-2))}
+    kw = {"eps": draw(st.sampled_from([1e-7, 1e-5]) | floats(1e-8, 1e-2))}
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.5))
+        kw["learning_rate"] = draw(floats(1e-3, 0.5))
     else:
         kw["lr_scheduler"] = {"type": "FactorScheduler", "kwargs": {
-            "base_lr": draw(st.floats(0.01, 0.5)), "step": draw(st.integers(1, 3)),
-            "factor": draw(st.floats(0.3, 1.0))}}
+            "base_lr": draw(floats(0.01, 0.5)), "step": draw(st.integers(1, 3)),
+            "factor": draw(floats(0.3, 1.0))}}
     if name == "adagrad" and draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 20))
     names = SHAPES[name]

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from strategies import floats
 from trajectory import trajectory
 
 import mxopt
@@ -48,16 +49,16 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 
 @st.composite
 def configs(draw):
-    kw = {"momentum": draw(st.sampled_from([0.0, 0.9]) | st.floats(0, 0.99)),
-          "lamda": draw(st.sampled_from([0.04]) | st.floats(0, 1))}
+    kw = {"momentum": draw(st.sampled_from([0.0, 0.9]) | floats(0, 0.99)),
+          "lamda": draw(st.sampled_from([0.04]) | floats(0, 1))}
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.3))
+        kw["learning_rate"] = draw(floats(1e-3, 0.3))
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}
     wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in SHAPES}
     return kw, lr_mult, wd_mult

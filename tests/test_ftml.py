@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from strategies import floats
 from trajectory import trajectory
 
 import mxopt
@@ -51,18 +52,18 @@ def reference(kw, params, grads_seq, rates, lr_mult, wd_mult, dtype=F32):
 
 @st.composite
 def configs(draw):
-    kw = {"beta1": draw(st.sampled_from([0.6]) | st.floats(0, 0.99)),
-          "beta2": draw(st.sampled_from([0.999, 0.9999]) | st.floats(0.5, 0.9999)),
-          "epsilon": draw(st.sampled_from([1e-8]) | st.floats(1e-8, 1e-3))}
+    kw = {"beta1": draw(st.sampled_from([0.6]) | floats(0, 0.99)),
+          "beta2": draw(st.sampled_from([0.999, 0.9999]) | floats(0.5, 0.9999)),
+          "epsilon": draw(st.sampled_from([1e-8]) | floats(1e-8, 1e-3))}
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 500))
-    rates = draw(st.lists(st.floats(1e-3, 0.1), min_size=6, max_size=6))
+    rates = draw(st.lists(floats(1e-3, 0.1), min_size=6, max_size=6))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}
     wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in SHAPES}
     return kw, rates, lr_mult, wd_mult

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler
 from reference import StatefulScheduler
+from strategies import floats
 from test_optimizers import schedulers
 
 import mxopt
@@ -79,18 +80,18 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 
 @st.composite
 def configs(draw):
-    kw = {"lamda1": draw(st.sampled_from([0.0, 0.01]) | st.floats(0, 0.1)),
-          "beta": draw(st.sampled_from([1.0]) | st.floats(0.05, 2.0))}
+    kw = {"lamda1": draw(st.sampled_from([0.0, 0.01]) | floats(0, 0.1)),
+          "beta": draw(st.sampled_from([1.0]) | floats(0.05, 2.0))}
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.5))
+        kw["learning_rate"] = draw(floats(1e-3, 0.5))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 20))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0, 0.0])) for n in SHAPES}
@@ -168,9 +169,9 @@ def test_zero_rate_leaves_leaf_and_state_unchanged():
     assert not np.allclose(params["live"], [0.5, -2.0])
 
 
-def test_rate_below_float32_normals_is_skipped_as_zero():
-    # MXNet 1.9.1 steps at lr=tiny and raises "Out of range value for lr" below it; XLA on CPU
-    # flushes such a rate to 0, so mxopt skips it explicitly, the same on every platform.
+def test_rate_below_float32_normals_is_refused():
+    # MXNet 1.9.1 steps at lr=tiny and raises "Out of range value for lr" below it (XLA would
+    # flush such a rate to 0); mxopt refuses it when the optimizer is built.
     tiny = float(np.finfo(F32).tiny)
     params = {"w": jnp.array([0.5, -0.25])}
     grads = {"w": jnp.array([0.3, -0.6])}
@@ -185,9 +186,8 @@ def test_rate_below_float32_normals_is_skipped_as_zero():
     np.testing.assert_allclose(w, [0.5 * 0.3 / 1.3, -0.25 * 0.6 / 1.6], rtol=1e-6)
     np.testing.assert_allclose(z, F32([0.3, -0.6]) - F32([0.15, -0.15]) / F32(tiny), rtol=1e-6)
     for lr in (tiny / 2, tiny / 2**20):
-        w, z = step(lr)
-        np.testing.assert_array_equal(w, params["w"])
-        np.testing.assert_array_equal(z, [0.0, 0.0])
+        with pytest.raises(ValueError, match="learning_rate=.* below float32's smallest normal"):
+            ftrl(learning_rate=lr)
 
 
 def test_zero_gradient_moves_to_proximal_point():

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from mxnet_encoding import NDArray, Optimizer, array_bytes, dumps, file_bytes, shape_bytes
 
+from mxopt import npz
 from mxopt.mxnet_files import MXNetFileError, load_params, load_states
 from mxopt.optimizer import Optimizer as MXNetOptimizer
 from mxopt.optimizer import Updater, create
@@ -278,3 +279,47 @@ def test_saved_configs_name_only_mxopts_schedulers():
     config["arguments"]["lr_scheduler"] = {"type": "__loader__", "fields": {}}
     with pytest.raises(ValueError, match="lr_scheduler of type '__loader__', not one of"):
         MXNetOptimizer.from_config(config)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+
+
+def json_paths(value, path=()):
+    """Every path into a JSON value, the value's own included."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    for key, item in items:
+        yield from json_paths(item, (*path, key))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_damaged_manifests_are_refused_and_change_nothing(data):
+    """A get_states blob whose manifest has one value replaced or removed (the archive
+    itself intact): set_states restores it or raises a ValueError, leaving the updater as
+    it was."""
+    source = Updater(create("adam", learning_rate=0.1))
+    for index in range(2):
+        source(index, jnp.ones((2, 3)), jnp.zeros((2, 3)))
+    manifest, arrays = npz.loads(source.get_states(dump_optimizer=True))
+    paths = [p for p in json_paths(manifest) if p]
+    path = data.draw(st.sampled_from(paths), label="path")
+    parent = manifest
+    for key in path[:-1]:
+        parent = parent[key]
+    if data.draw(st.booleans(), label="remove") and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(JSON, label="value")
+    updater = Updater(create("sgd", learning_rate=0.5))
+    updater(0, jnp.ones(3), jnp.zeros(3))
+    before = updater.get_states(dump_optimizer=True)
+    optimizer, states = updater.optimizer, updater.states
+    try:
+        updater.set_states(npz.dumps(manifest, arrays))
+    except ValueError:
+        assert updater.optimizer is optimizer and updater.states is states
+        assert updater.get_states(dump_optimizer=True) == before

@@ -12,6 +12,7 @@ import pytest
 from flax.core import FrozenDict
 from full_state import accepted, build, draw
 from hypothesis import given, settings
+from strategies import floats
 from trajectory import same_bits
 
 import mxopt
@@ -22,17 +23,17 @@ NAMES = mxopt.registered_names()
 NOT_FINITE = st.sampled_from([math.inf, -math.inf, math.nan])
 # Values each rule refuses, and values it takes.
 INVALID = {
-    validation.decay_rate: st.floats(-10, -1e-6) | st.floats(1, 10) | NOT_FINITE,
-    validation.positive: st.floats(-10, 0) | NOT_FINITE,
-    validation.non_negative: st.floats(-10, -1e-6) | NOT_FINITE,
+    validation.decay_rate: floats(-10, -1e-6) | floats(1, 10) | NOT_FINITE,
+    validation.positive: floats(-10, 0) | NOT_FINITE,
+    validation.non_negative: floats(-10, -1e-6) | NOT_FINITE,
     validation.real: NOT_FINITE,
 }
 # (Not float32's subnormals, which XLA on CPU flushes to 0: issue "Hostile files and bad input".)
 VALID = {
-    validation.decay_rate: st.just(0.0) | st.floats(1e-6, 0.99),
-    validation.positive: st.floats(1e-6, 10),
-    validation.non_negative: st.just(0.0) | st.floats(1e-6, 10),
-    validation.real: st.just(0.0) | st.floats(1e-6, 10) | st.floats(-10, -1e-6),
+    validation.decay_rate: st.just(0.0) | floats(1e-6, 0.99),
+    validation.positive: floats(1e-6, 10),
+    validation.non_negative: st.just(0.0) | floats(1e-6, 10),
+    validation.real: st.just(0.0) | floats(1e-6, 10) | floats(-10, -1e-6),
 }
 # Multipliers too, so that their fields are in the state.
 MULTIPLIERS = {"lr_mult": 1.0, "wd_mult": 1.0}

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from strategies import floats
 
 import mxopt
 from mxopt import julia as jl
@@ -108,8 +109,8 @@ def test_bad_scheduler_arguments_name_the_argument(make, arg):
 # normalized_gradient
 
 @settings(max_examples=25, deadline=None)
-@given(batch_size=st.integers(1, 128), grad_clip=st.sampled_from([0, 0.0]) | st.floats(0.01, 2),
-       weight_decay=st.sampled_from([0.0]) | st.floats(0, 0.5),
+@given(batch_size=st.integers(1, 128), grad_clip=st.sampled_from([0, 0.0]) | floats(0.01, 2),
+       weight_decay=st.sampled_from([0.0]) | floats(0, 0.5),
        seed=st.integers(0, 2**31 - 1))
 def test_normalized_gradient_matches_formula(batch_size, grad_clip, weight_decay, seed):
     rng = np.random.default_rng(seed)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from strategies import floats
 
 from mxopt import julia as jl
 
@@ -172,11 +173,11 @@ class Reference:
 def lr_schedulers(draw):
     kind = draw(st.sampled_from(["Fixed", "Exp", "Inv"]))
     if kind == "Fixed":
-        return kind, {"eta": draw(st.floats(1e-3, 0.5))}
-    kw = {"eta0": draw(st.floats(1e-3, 0.5)), "gamma": draw(st.floats(0.05, 0.99)),
+        return kind, {"eta": draw(floats(1e-3, 0.5))}
+    kw = {"eta0": draw(floats(1e-3, 0.5)), "gamma": draw(floats(0.05, 0.99)),
           "decay_on_iteration": draw(st.booleans())}
     if kind == "Inv":
-        kw["power"] = draw(st.floats(0, 2))
+        kw["power"] = draw(floats(0, 2))
     return kind, kw
 
 
@@ -184,31 +185,31 @@ def lr_schedulers(draw):
 def options(draw, name):
     kw = {}
     if draw(st.booleans()):
-        kw["lr"] = draw(st.floats(1e-3, 0.5))
+        kw["lr"] = draw(floats(1e-3, 0.5))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(lr_schedulers())
     if draw(st.booleans()):
-        kw["grad_clip"] = draw(st.floats(0.05, 2.0))
+        kw["grad_clip"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["weight_decay"] = draw(st.sampled_from([0.0]) | st.floats(0, 0.1))
+        kw["weight_decay"] = draw(st.sampled_from([0.0]) | floats(0, 0.1))
     if name in ("ADAM", "AdaMax", "Nadam"):
-        kw["beta1"] = draw(st.floats(0.05, 0.99))
-        kw["beta2"] = draw(st.floats(0.5, 0.9999))
+        kw["beta1"] = draw(floats(0.05, 0.99))
+        kw["beta2"] = draw(floats(0.5, 0.9999))
     if name in ("AdaDelta", "RMSProp"):
-        kw["rho"] = draw(st.floats(0.05, 0.99))
+        kw["rho"] = draw(floats(0.05, 0.99))
     if name != "SGD" and draw(st.booleans()):
-        kw["epsilon"] = draw(st.floats(1e-8, 1e-3))
+        kw["epsilon"] = draw(floats(1e-8, 1e-3))
     if name == "SGD":
-        kw["momentum"] = draw(st.sampled_from([0.0, 0.9]) | st.floats(0, 0.95))
+        kw["momentum"] = draw(st.sampled_from([0.0, 0.9]) | floats(0, 0.95))
         choice = draw(st.sampled_from([None, "Null", "Fixed"]))
         if choice == "Null":
             kw["momentum_scheduler"] = ("Null", {})
         elif choice == "Fixed":
-            kw["momentum_scheduler"] = ("Fixed", {"momentum": draw(st.floats(0, 0.95))})
+            kw["momentum_scheduler"] = ("Fixed", {"momentum": draw(floats(0, 0.95))})
     if name == "Nadam" and draw(st.booleans()):
         kw["momentum_scheduler"] = ("NadamScheduler", {
-            "mu0": draw(st.floats(0, 0.999)), "delta": draw(st.floats(0, 0.1)),
-            "gamma": draw(st.floats(0, 1)), "alpha": draw(st.floats(0, 1))})
+            "mu0": draw(floats(0, 0.999)), "delta": draw(floats(0, 0.1)),
+            "gamma": draw(floats(0, 1)), "alpha": draw(floats(0, 1))})
     return kw
 
 

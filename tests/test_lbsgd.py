@@ -12,6 +12,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from strategies import floats
 from trajectory import trajectory
 
 import mxopt
@@ -93,36 +94,36 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 @st.composite
 def schedulers(draw):
     kind = draw(st.sampled_from(["FactorScheduler", "MultiFactorScheduler", "PolyScheduler"]))
-    base_lr = draw(st.floats(0.05, 0.5))
+    base_lr = draw(floats(0.05, 0.5))
     kw = {"base_lr": base_lr}
     if draw(st.booleans()):
         kw.update(warmup_steps=draw(st.integers(1, 4)),
-                  warmup_begin_lr=draw(st.floats(0.0, base_lr)), warmup_mode="linear")
+                  warmup_begin_lr=draw(floats(0.0, base_lr)), warmup_mode="linear")
     if kind == "FactorScheduler":
-        kw.update(step=draw(st.integers(1, 3)), factor=draw(st.floats(0.3, 1.0)))
+        kw.update(step=draw(st.integers(1, 3)), factor=draw(floats(0.3, 1.0)))
     elif kind == "MultiFactorScheduler":
         kw.update(step=sorted(draw(st.sets(st.integers(1, 8), min_size=1, max_size=3))),
-                  factor=draw(st.floats(0.3, 1.0)))
+                  factor=draw(floats(0.3, 1.0)))
     else:
         kw.update(max_update=draw(st.integers(kw.get("warmup_steps", 0) + 1, 12)),
-                  final_lr=draw(st.floats(0.0, base_lr / 2)), pwr=2)
+                  final_lr=draw(floats(0.0, base_lr / 2)), pwr=2)
     return {"type": kind, "kwargs": kw}
 
 
 @st.composite
 def configs(draw):
-    kw = {"momentum": draw(st.sampled_from([0.0, 0.9]) | st.floats(0, 0.99)),
+    kw = {"momentum": draw(st.sampled_from([0.0, 0.9]) | floats(0, 0.99)),
           "warmup_strategy": draw(st.sampled_from(["linear", "power2", "sqrt", "lars"])),
           "warmup_epochs": draw(st.integers(0, 3)), "batch_scale": draw(st.integers(1, 3)),
           "updates_per_epoch": draw(st.integers(1, 4)), "begin_epoch": draw(st.integers(0, 2))}
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.5))
+        kw["learning_rate"] = draw(floats(1e-3, 0.5))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
     for arg, low, high in (("wd", 0, 0.1), ("rescale_grad", 0.05, 2.0),
                            ("clip_gradient", 0.05, 2.0)):
         if draw(st.booleans()):
-            kw[arg] = draw(st.floats(low, high))
+            kw[arg] = draw(floats(low, high))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 20))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from strategies import floats
 
 import mxopt
 from mxopt.optimizers import mxnet_test
@@ -17,7 +18,7 @@ SHAPES = {"fc_weight": (3, 4), "fc_bias": (4,)}
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.floats(0.05, 2.0), st.integers(0, 2**31 - 1))
+@given(floats(0.05, 2.0), st.integers(0, 2**31 - 1))
 def test_adds_the_rescaled_gradient_and_ignores_the_rest(rescale_grad, seed):
     rng = np.random.default_rng(seed)
     params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}

@@ -14,6 +14,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler, optimizer_kwargs, trajectories
+from strategies import floats
 from test_ftrl import base_rates
 from test_optimizers import schedulers
 
@@ -112,20 +113,20 @@ def test_mxopt_is_that_computation_with_the_documented_schedule(case):
 
 @st.composite
 def configs(draw):
-    kw = {"beta1": draw(st.sampled_from([0.9, 0.0]) | st.floats(0, 0.99)),
-          "beta2": draw(st.sampled_from([0.999, 0.9999]) | st.floats(0.5, 0.9999)),
-          "epsilon": draw(st.sampled_from([1e-8]) | st.floats(1e-8, 1e-2)),
-          "schedule_decay": draw(st.sampled_from([0.004, 0.0]) | st.floats(0, 0.05))}
+    kw = {"beta1": draw(st.sampled_from([0.9, 0.0]) | floats(0, 0.99)),
+          "beta2": draw(st.sampled_from([0.999, 0.9999]) | floats(0.5, 0.9999)),
+          "epsilon": draw(st.sampled_from([1e-8]) | floats(1e-8, 1e-2)),
+          "schedule_decay": draw(st.sampled_from([0.004, 0.0]) | floats(0, 0.05))}
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.05))
+        kw["learning_rate"] = draw(floats(1e-3, 0.05))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 1000))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}

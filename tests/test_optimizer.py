@@ -22,6 +22,7 @@ from mxnet_fixtures import (
     trajectories,
     trajectories_of,
 )
+from strategies import floats
 from trajectory import bits
 
 import mxopt
@@ -348,7 +349,7 @@ def test_updater_set_states_errors():
 
 @settings(max_examples=20, deadline=None)
 @given(st.sampled_from(["sgd", "nag", "adam", "adagrad", "rmsprop", "ftml"]),
-       st.floats(1e-4, 0.5), st.integers(0, 50), st.booleans())
+       floats(1e-4, 0.5), st.integers(0, 50), st.booleans())
 def test_config_round_trip(name, lr, begin, scheduled):
     kwargs = {"learning_rate": lr, "begin_num_update": begin, "wd": lr / 10}
     if scheduled:

@@ -10,6 +10,7 @@ import optax
 import pytest
 import reference
 from hypothesis import given, settings
+from strategies import floats
 from trajectory import trajectory
 
 import mxopt
@@ -22,20 +23,20 @@ SHAPES = {"conv_weight": (3, 4), "conv_bias": (4,), "bn_gamma": (2, 2, 2)}
 def schedulers(draw):
     kind = draw(st.sampled_from(["FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
                                  "CosineScheduler"]))
-    base_lr = draw(st.floats(0.01, 0.5))
+    base_lr = draw(floats(0.01, 0.5))
     kw = {"base_lr": base_lr}
     if draw(st.booleans()):
         kw.update(warmup_steps=draw(st.integers(1, 6)),
-                  warmup_begin_lr=draw(st.floats(0, base_lr)),
+                  warmup_begin_lr=draw(floats(0, base_lr)),
                   warmup_mode=draw(st.sampled_from(["linear", "constant"])))
     if kind == "FactorScheduler":
-        kw.update(step=draw(st.integers(1, 4)), factor=draw(st.floats(0.2, 1.0)))
+        kw.update(step=draw(st.integers(1, 4)), factor=draw(floats(0.2, 1.0)))
     elif kind == "MultiFactorScheduler":
         kw.update(step=sorted(draw(st.sets(st.integers(1, 30), min_size=1, max_size=4))),
-                  factor=draw(st.floats(0.2, 1.0)))
+                  factor=draw(floats(0.2, 1.0)))
     else:
         kw.update(max_update=draw(st.integers(kw.get("warmup_steps", 0) + 1, 30)),
-                  final_lr=draw(st.floats(0, base_lr / 2)))
+                  final_lr=draw(floats(0, base_lr / 2)))
         if kind == "PolyScheduler":
             kw["pwr"] = draw(st.sampled_from([0.5, 1, 2, 3]))
     return {"type": kind, "kwargs": kw}
@@ -46,20 +47,20 @@ def configs(draw):
     name = draw(st.sampled_from(["sgd", "nag", "adam"]))
     kw = {}
     if name == "adam":
-        kw.update(beta1=draw(st.floats(0, 0.99)), beta2=draw(st.floats(0.5, 0.9999)),
-                  epsilon=draw(st.floats(1e-8, 1e-3)))
+        kw.update(beta1=draw(floats(0, 0.99)), beta2=draw(floats(0.5, 0.9999)),
+                  epsilon=draw(floats(1e-8, 1e-3)))
     else:
-        kw["momentum"] = draw(st.sampled_from([0.0, 0.5, 0.9]) | st.floats(0, 0.99))
+        kw["momentum"] = draw(st.sampled_from([0.0, 0.5, 0.9]) | floats(0, 0.99))
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.3))
+        kw["learning_rate"] = draw(floats(1e-3, 0.3))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 20))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in NAMES}

@@ -9,6 +9,7 @@ import pytest
 from full_state import build, draw
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import floats
 from trajectory import same_bits
 
 import mxopt
@@ -132,7 +133,7 @@ def test_packed_steps_give_the_numbers_of_the_pytree(name):
 
 @settings(max_examples=12, deadline=None)
 @given(st.sampled_from(["sgd", "nag", "adam", "lamb", "rmsprop", "adagrad", "ftml", "signum"]),
-       st.floats(0.0, 4.0), st.floats(0.0, 4.0), st.floats(1e-4, 0.1), st.integers(0, 50),
+       floats(0.0, 4.0), floats(0.0, 4.0), floats(1e-4, 0.1), st.integers(0, 50),
        st.booleans())
 def test_packed_matches_the_pytree_for_random_multipliers_and_mixed_dtypes(
         name, lr_mult, wd_mult, lr, begin, masters):

@@ -162,7 +162,10 @@ def test_a_transform_without_rescale_grad_gets_unscaled_gradients():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"init_scale": 0.0}, "init_scale must be > 0"),
-    ({"init_scale": 2.0**25}, r"max_loss_scale \(16777216.0\) must be >= init_scale"),
+    ({"init_scale": 2.0**25}, r"init_scale \(33554432.0\) must be within \[min_loss_scale, "
+                              r"max_loss_scale\] = \[5.96\d*e-08, 16777216.0\]"),
+    ({"min_loss_scale": 0.0}, "min_loss_scale must be > 0"),
+    ({"max_loss_scale": 1e39}, "max_loss_scale=1e[+]39 overflows float32"),
     ({"scale_seq_len": 0}, "scale_seq_len must be >= 1"),
     ({"scale_seq_len": 2.5}, "scale_seq_len must be an integer"),
     ({"max_loss_scale": float("inf")}, "max_loss_scale"),

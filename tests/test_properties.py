@@ -18,6 +18,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import load
+from strategies import floats
 
 import mxopt
 
@@ -29,11 +30,11 @@ RTOL = {jnp.dtype(jnp.float32): 1e-5, jnp.dtype(jnp.bfloat16): 3e-2,
 
 
 def _decay(low=0.0, high=0.99):
-    return st.floats(low, high)
+    return floats(low, high)
 
 
 def _positive(low, high):
-    return st.floats(low, high)
+    return floats(low, high)
 
 
 def _momentum():
@@ -92,11 +93,11 @@ def test_every_mxnet_optimizer_has_a_hyperparameter_space():
 def problems(draw, name):
     """Params, a few gradients, and keyword arguments for optimizer ``name``."""
     kwargs = {arg: draw(values) for arg, values in HYPERPARAMETERS[name].items()}
-    kwargs["learning_rate"] = draw(st.floats(1e-3, 0.1))
+    kwargs["learning_rate"] = draw(floats(1e-3, 0.1))
     if name not in NO_WEIGHT_DECAY and draw(st.booleans()):
-        kwargs["wd"] = draw(st.floats(0, 0.1))
+        kwargs["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kwargs["clip_gradient"] = draw(st.floats(0.1, 2.0))
+        kwargs["clip_gradient"] = draw(floats(0.1, 2.0))
     dtype = draw(st.sampled_from(DTYPES))
     if dtype != jnp.float32:
         kwargs["multi_precision"] = draw(st.booleans())

@@ -11,6 +11,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from strategies import floats
 from trajectory import train_on_large_float16_gradients
 
 import mxopt
@@ -63,24 +64,24 @@ def configs(draw):
     # Centered, the variance n - mean^2 is gamma1 * (1 - gamma1) * g^2 at the
     # first step: a gamma1 near 0 leaves only float32 cancellation error, which
     # the division by sqrt(epsilon) magnifies in both implementations alike.
-    kw = {"gamma1": draw(st.sampled_from([0.9, 0.95]) | st.floats(0.1 if centered else 0, 0.99)),
-          "gamma2": draw(st.sampled_from([0.9]) | st.floats(0, 0.99)),
-          "epsilon": draw(st.sampled_from([1e-8]) | st.floats(1e-8, 1e-3)),
+    kw = {"gamma1": draw(st.sampled_from([0.9, 0.95]) | floats(0.1 if centered else 0, 0.99)),
+          "gamma2": draw(st.sampled_from([0.9]) | floats(0, 0.99)),
+          "epsilon": draw(st.sampled_from([1e-8]) | floats(1e-8, 1e-3)),
           "centered": centered}
     if draw(st.booleans()):
-        kw["clip_weights"] = draw(st.floats(0.1, 2.0))
+        kw["clip_weights"] = draw(floats(0.1, 2.0))
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.05))
+        kw["learning_rate"] = draw(floats(1e-3, 0.05))
     elif draw(st.booleans()):
         kw["lr_scheduler"] = {"type": "FactorScheduler", "kwargs": {
-            "base_lr": draw(st.floats(0.001, 0.05)), "step": draw(st.integers(1, 3)),
-            "factor": draw(st.floats(0.3, 1.0))}}
+            "base_lr": draw(floats(0.001, 0.05)), "step": draw(st.integers(1, 3)),
+            "factor": draw(floats(0.3, 1.0))}}
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 20))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}

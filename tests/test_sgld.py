@@ -17,6 +17,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from strategies import floats
 from trajectory import trajectory
 
 import mxopt
@@ -55,17 +56,17 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 def configs(draw):
     kw = {}
     if draw(st.booleans()):
-        kw["learning_rate"] = draw(st.floats(1e-3, 0.3))
+        kw["learning_rate"] = draw(floats(1e-3, 0.3))
     elif draw(st.booleans()):
         kw["lr_scheduler"] = {"type": "FactorScheduler", "kwargs": {
-            "base_lr": draw(st.floats(0.01, 0.3)), "step": draw(st.integers(1, 3)),
-            "factor": draw(st.floats(0.2, 1.0))}}
+            "base_lr": draw(floats(0.01, 0.3)), "step": draw(st.integers(1, 3)),
+            "factor": draw(floats(0.2, 1.0))}}
     if draw(st.booleans()):
-        kw["wd"] = draw(st.floats(0, 0.1))
+        kw["wd"] = draw(floats(0, 0.1))
     if draw(st.booleans()):
-        kw["rescale_grad"] = draw(st.floats(0.05, 2.0))
+        kw["rescale_grad"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
-        kw["clip_gradient"] = draw(st.floats(0.05, 2.0))
+        kw["clip_gradient"] = draw(floats(0.05, 2.0))
     if draw(st.booleans()):
         kw["begin_num_update"] = draw(st.integers(0, 10))
     lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, validation
+from mxopt import counting, hyperparams, validation
 from mxopt.hyperparams import ExactDecayRate, Given, Positive
 from mxopt.julia.optimizer import _checked, _f32, _Optimizer, _Options
 from mxopt.julia.schedulers import (
@@ -93,7 +93,7 @@ def scale_by_nadam(beta1: float = 0.99, beta2: float = 0.999,
     def update_fn(updates, state, params=None):
         del params
         s = given.injected(state)
-        count = s.count + 1
+        count = counting.next_count(s.count)
         updates, mean, var, schedule = nadam_step(
             updates, s, count.astype(jnp.float32), complement(s.momentum, s.momentum_residual),
             s.momentum_next, complement(s.momentum_next, s.momentum_next_residual))

@@ -70,9 +70,10 @@ class Base:
     wd_mult: MultiplierSpec = None
 
     def __post_init__(self):
-        # The transforms check the other arguments when ``build`` makes them.
         # ``learning_rate`` is checked here because it may only reach a
-        # scheduler's ``base_lr``, whose error would not name it.
+        # scheduler's ``base_lr``, whose error would not name it; the base
+        # transforms check theirs when made, here too, so that an optimizer
+        # that ignores one (MXNet's ``test``) still refuses a bad value.
         if self.learning_rate is not None:
             validation.non_negative("learning_rate", self.learning_rate)
         if self.lr_scheduler is not None and not callable(self.lr_scheduler):
@@ -82,6 +83,7 @@ class Base:
         validation.count("begin_num_update", self.begin_num_update)
         multipliers.check(self.lr_mult, "lr_mult")
         multipliers.check(self.wd_mult, "wd_mult")
+        self.rescale(), self.clip(), self.weight_decay()
 
     def rescale(self) -> optax.GradientTransformation:
         return transforms.rescale(self.rescale_grad)

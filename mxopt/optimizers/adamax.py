@@ -10,7 +10,7 @@ import optax
 
 from mxopt.counting import counted
 from mxopt.hyperparams import DecayRate, ExactDecayRate, Given, Positive
-from mxopt.numerics import complement, like, one_minus_power, tree_map
+from mxopt.numerics import complement, like, one_minus_power, tree_map, unzip
 from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
 from mxopt.sharding import zeros_like
@@ -71,7 +71,7 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | N
             return like(correction, g) * ratio, m, u
 
         out = tree_map(leaf, updates, s.mean, s.norm)
-        updates, mean, norm = jax.tree.transpose(jax.tree.structure(updates), None, out)
+        updates, mean, norm = unzip(updates, out, 3)
         return updates, s._replace(mean=mean, norm=norm)
 
     return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import optax
 
 from mxopt import transforms
 from mxopt.hyperparams import DecayRate, Given, Positive
-from mxopt.numerics import like, one_minus_float32_power, tree_map
+from mxopt.numerics import like, one_minus_float32_power, tree_map, unzip
 from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
 from mxopt.sharding import zeros_like
@@ -80,9 +79,7 @@ def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: floa
                     jnp.where(moving, z_t, z))
 
         out = tree_map(step, updates, params, lrs, s.d, s.v, s.z)
-        parts = jax.tree_util.tree_transpose(jax.tree_util.tree_structure(updates),
-                                             jax.tree_util.tree_structure((0, 0, 0, 0)), out)
-        updates, d, v, z = parts
+        updates, d, v, z = unzip(updates, out, 4)
         return updates, s._replace(rate=rate.given.injected(s.rate), d=d, v=v, z=z)
 
     return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import optax
 
 from mxopt import multipliers
 from mxopt.hyperparams import Given, Multipliers, NonNegative
 from mxopt.multipliers import MultiplierSpec
-from mxopt.numerics import like, tree_map
+from mxopt.numerics import like, tree_map, unzip
 from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
 from mxopt.sharding import zeros_like
@@ -92,7 +91,7 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
                     jnp.where(learns, new_n, n))
 
         out = tree_map(leaf, updates, params, state.z, state.n, lrs, wds)
-        steps, z, n = jax.tree.transpose(jax.tree.structure(updates), None, out)
+        steps, z, n = unzip(updates, out, 3)
         return steps, state._replace(rate=rate.given.injected(state.rate), z=z, n=n)
 
     return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))

@@ -179,10 +179,15 @@ def lbsgd(momentum: float = 0.0, multi_precision: bool = False, warmup_strategy:
     batch_scale = validation.count("batch_scale", batch_scale, minimum=1)
     updates_per_epoch = validation.count("updates_per_epoch", updates_per_epoch, minimum=1)
     begin_epoch = validation.count("begin_epoch", begin_epoch)
+    # Both are counted in updates, within the count's range.
+    warmup_updates = validation.count("warmup_epochs * updates_per_epoch",
+                                      warmup_epochs * updates_per_epoch)
+    begin_count = validation.count("begin_epoch * updates_per_epoch",
+                                   begin_epoch * updates_per_epoch)
     validation.count("num_epochs", num_epochs)
     del multi_precision  # in ``base``
     return base.build(scale_by_lbsgd(
         base.rate(), momentum=momentum, warmup_strategy=warmup_strategy,
-        warmup_updates=warmup_epochs * updates_per_epoch, batch_scale=batch_scale,
-        begin_count=begin_epoch * updates_per_epoch, rescale_grad=base.rescale_grad,
+        warmup_updates=warmup_updates, batch_scale=batch_scale,
+        begin_count=begin_count, rescale_grad=base.rescale_grad,
         clip_gradient=base.clip_gradient, wd=base.wd, wd_mult=base.wd_mult))

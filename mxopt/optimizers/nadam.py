@@ -11,7 +11,7 @@ import optax
 from mxopt import validation
 from mxopt.counting import counted
 from mxopt.hyperparams import ExactDecayRate, Given, NonNegative, Positive
-from mxopt.numerics import complement, like, one_minus_power, tree_map
+from mxopt.numerics import complement, like, one_minus_power, tree_map, unzip
 from mxopt.optimizers._base import Base, optimizer
 from mxopt.registry import register
 from mxopt.sharding import zeros_like
@@ -78,7 +78,7 @@ def nadam_step(updates: optax.Updates, s: NamedTuple, t: jax.Array, one_minus_mu
         return m_bar / (jnp.sqrt(v / like(var_correction, v)) + like(s.epsilon, v)), m, v
 
     out = tree_map(leaf, updates, s.mean, s.var)
-    updates, mean, var = jax.tree.transpose(jax.tree.structure(updates), None, out)
+    updates, mean, var = unzip(updates, out, 3)
     return updates, mean, var, schedule
 
 
