@@ -69,7 +69,7 @@ class AbstractMomentumScheduler:
 
 
 def _open_unit(name: str, value: object) -> float:
-    if not 0 < validation.real(name, value) < 1:
+    if validation.decay_rate(name, value) == 0:  # in [0, 1), below 1 in float32 too
         raise ValueError(f"{name} must be in (0, 1), got {value!r}")
     return float(value)
 
