@@ -172,9 +172,9 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
         optimizer.restore_progress(
             sym_info=a["sym_info"], lr_mult=a["lr_mult"], wd_mult=a["wd_mult"],
             num_update=a["num_update"], index_update_count=a["_index_update_count"])
+    except MXNetImportError:
+        raise
     except (ValueError, TypeError, KeyError, AttributeError) as error:
-        if isinstance(error, MXNetImportError):
-            raise
         raise MXNetImportError(f"MXNet's {pickled.name} does not rebuild: {error}") from None
     return optimizer
 

@@ -21,6 +21,7 @@ import numpy as np
 from mxopt.reading import DEFAULT_LIMITS, Budget, ReadLimits
 
 _MANIFEST = "manifest"
+_JSON_COST = 32  # bytes of budget per byte of JSON: what Python's objects of it may take
 
 
 def _is_key(leaf) -> bool:
@@ -69,9 +70,6 @@ def loads(data: bytes, what: str = "archive", *, limits: ReadLimits = DEFAULT_LI
             zipfile.BadZipFile) as error:
         raise ValueError(f"{what}: not a readable mxopt archive ({error})") from None
     return manifest, arrays
-
-
-_JSON_COST = 32  # bytes of budget per byte of JSON: what Python's objects of it may take
 
 
 def _member(archive: zipfile.ZipFile, name: str, budget: Budget) -> np.ndarray:
