@@ -66,8 +66,9 @@ def loads(data: bytes, what: str = "archive", *, limits: ReadLimits = DEFAULT_LI
             manifest = json.loads(text)
             arrays = [_array(entry, _member(archive, f"a{i}", budget))
                       for i, entry in enumerate(manifest.pop("arrays"))]
-    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, RecursionError,
-            zipfile.BadZipFile) as error:
+    except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError,
+            OverflowError, RecursionError, NotImplementedError, zipfile.BadZipFile) as error:
+        # What zipfile, numpy's .npy header and json raise for a damaged archive.
         raise ValueError(f"{what}: not a readable mxopt archive ({error})") from None
     return manifest, arrays
 

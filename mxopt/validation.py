@@ -67,6 +67,14 @@ def real(name: str, value: object) -> float:
     return value
 
 
+def flushed(value: object) -> object:
+    """A computed (not given) value as float32 holds it: magnitudes below its smallest normal
+    number are 0, as XLA flushes them; for checking a scheduled value, which may decay there."""
+    if isinstance(value, numbers.Real) and abs(value) < _FLOAT32_TINY:
+        return 0.0
+    return value
+
+
 def non_negative(name: str, value: object) -> float:
     """A finite real ``>= 0``."""
     value = real(name, value)

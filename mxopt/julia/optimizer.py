@@ -88,7 +88,9 @@ def _f32(value: Any) -> Any:
 
 
 def _checked(name: str, value: Any, check: Callable[[str, Any], Any]) -> Any:
-    """A scheduled value, checked by ``check`` when known on the host (not traced).
+    """A scheduled value, checked by ``check`` when known on the host (not traced), as
+    float32 holds it: one decayed below float32's normal numbers is checked as the 0 it
+    becomes.
 
     Returns it as a Python number, or unchanged when traced.
     """
@@ -96,7 +98,7 @@ def _checked(name: str, value: Any, check: Callable[[str, Any], Any]) -> Any:
         return value
     if isinstance(value, jax.Array | np.ndarray | np.generic) and np.ndim(value) == 0:
         value = value.item()
-    check(name, value)
+    check(name, validation.flushed(value))
     return value
 
 
