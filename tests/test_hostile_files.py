@@ -295,7 +295,7 @@ def json_paths(value, path=()):
         yield from json_paths(item, (*path, key))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_damaged_manifests_are_refused_and_change_nothing(data):
     """A get_states blob whose manifest has one value replaced or removed (the archive
