@@ -770,11 +770,11 @@ class Updater:
     def _read_npz(self, data: bytes, limits: ReadLimits) -> tuple:
         manifest, arrays = npz.loads(data, "the states", limits=limits)
         try:
-            return self._restored(manifest, arrays)
+            return self._restored(manifest, arrays, limits.max_depth)
         except (KeyError, TypeError, AttributeError, IndexError) as error:
             raise ValueError(f"the states are damaged ({type(error).__name__}: {error})") from None
 
-    def _restored(self, manifest: dict, arrays: list) -> tuple:
+    def _restored(self, manifest: dict, arrays: list, max_depth: int) -> tuple:
         """The optimizer, states, weights and MXNet states an npz manifest describes."""
         if manifest.get("format") != "mxopt.Updater" or manifest.get("version") != 1:
             raise ValueError("the states are an npz archive, but not one of Updater.get_states")
@@ -785,7 +785,7 @@ class Updater:
         for entry in manifest["states"]:
             index = _index("the states' index", entry["index"])
             if "mxnet" in entry:
-                mxnet_states[index] = _unnest(entry["mxnet"], arrays)
+                mxnet_states[index] = _unnest(entry["mxnet"], arrays, max_depth)
                 continue
             weight = jax.ShapeDtypeStruct(tuple(entry["shape"]), jnp.dtype(entry["dtype"]))
             template = jax.eval_shape(  # no allocation of a shape the file names
@@ -804,16 +804,17 @@ def _nesting(state: Any, arrays: list) -> Any:
     return {"array": len(arrays) - 1}
 
 
-def _unnest(nesting: Any, arrays: list, depth: int = 0) -> Any:
+def _unnest(nesting: Any, arrays: list, max_depth: int, depth: int = 0) -> Any:
     """The nested state ``_nesting`` wrote, at most as deep as MXNet's files may nest."""
-    if depth > DEFAULT_LIMITS.max_depth:
-        raise ValueError(f"an MXNet state nested more than {DEFAULT_LIMITS.max_depth} deep")
+    if depth > max_depth:
+        raise ValueError(f"an MXNet state nested more than {max_depth} deep (ReadLimits.max_depth)")
     if nesting is None:
         return None
     if "array" in nesting:
         return np.asarray(arrays[nesting["array"]])
     (kind, parts), = nesting.items()
-    return {"tuple": tuple, "list": list}[kind](_unnest(p, arrays, depth + 1) for p in parts)
+    return {"tuple": tuple, "list": list}[kind](_unnest(p, arrays, max_depth, depth + 1)
+                                                for p in parts)
 
 
 def _refill(template: optax.OptState, leaves: list, index: Index) -> optax.OptState:
