@@ -60,11 +60,20 @@ class Hyperparameter:
       exact: the state also holds ``<name>_residual``, the value's float32
         rounding error.
       per_leaf: the field is a tree of values, one per params leaf.
+      off: the value at which the transform's term does nothing (weight
+        decay's 0, ``rescale_grad``'s 1). Given that number, the state holds
+        it as a one-element vector, not a scalar (:func:`is_off`), and the
+        update leaves the term out,
+        so no loop reads what the term would need. :func:`get_hyperparams`
+        reports the number; setting a value makes the field a scalar and the
+        term live: the state keeps its structure, and a jitted step compiles
+        once more, for the new shape.
     """
 
     rule: Callable[[str, object], object]
     exact: bool = False
     per_leaf: bool = False
+    off: float | None = None
 
 
 Real = Annotated[jax.Array, Hyperparameter(validation.real)]  # f32 scalar
@@ -72,6 +81,9 @@ NonNegative = Annotated[jax.Array, Hyperparameter(validation.non_negative)]  # f
 Positive = Annotated[jax.Array, Hyperparameter(validation.positive)]  # f32 scalar, > 0
 DecayRate = Annotated[jax.Array, Hyperparameter(validation.decay_rate)]  # f32 scalar in [0, 1)
 ExactDecayRate = Annotated[jax.Array, Hyperparameter(validation.decay_rate, exact=True)]
+# f32 scalars, or f32[1] where off (0, 1) and their term is skipped (see Hyperparameter.off)
+Decay = Annotated[jax.Array, Hyperparameter(validation.non_negative, off=0.0)]
+Factor = Annotated[jax.Array, Hyperparameter(validation.positive, off=1.0)]
 ExactNonNegative = Annotated[jax.Array, Hyperparameter(validation.non_negative, exact=True)]
 # f32 scalar per params leaf, each >= 0
 Multipliers = Annotated[chex.ArrayTree, Hyperparameter(validation.non_negative, per_leaf=True)]
@@ -88,6 +100,12 @@ def residual(value: float | jax.Array) -> jax.Array:
     if isinstance(value, jax.Array):
         return jnp.zeros((), jnp.float32)
     return jnp.asarray(float(value) - float(np.float32(value)), jnp.float32)
+
+
+def is_off(field: jax.Array) -> bool:
+    """Whether a hyperparameter field is off: the one-element vector of
+    :attr:`Hyperparameter.off` (seen in the shape, so known when a step is traced)."""
+    return jnp.shape(field) == (1,)
 
 
 def _encoded(name: str, value: Any, declaration: Hyperparameter) -> dict[str, jax.Array]:
@@ -117,11 +135,16 @@ class Given:
             self.values[name] = value if isinstance(value, jax.Array) else checked
 
     def fields(self) -> dict[str, jax.Array | None]:
-        """The state's fields for these values: new float32 scalars (and residuals), or None."""
+        """The state's fields for these values: new float32 scalars (and residuals), None,
+        or a one-element vector for a number that is its declaration's ``off``."""
         fields = {}
         for name, value in self.values.items():
-            fields.update({name: None} if value is None
-                          else _encoded(name, value, self.declared[name]))
+            if value is None:
+                fields[name] = None
+            elif not isinstance(value, jax.Array) and value == self.declared[name].off:
+                fields[name] = jnp.full((1,), value, jnp.float32)
+            else:
+                fields.update(_encoded(name, value, self.declared[name]))
         return fields
 
     def injected(self, state: NamedTuple) -> NamedTuple:
@@ -164,8 +187,23 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array | chex.ArrayTree]:
         for name, declaration in declarations(type(node)).items():
             value = getattr(node, name)
             if value is not None:
-                found.setdefault(name, value if declaration.per_leaf else _leaf(value))
+                found.setdefault(name, value if declaration.per_leaf else effective(node, name))
     return found
+
+
+def effective(node: NamedTuple, name: str) -> jax.Array:
+    """The scalar hyperparameter ``name`` of the state ``node``, its ``off`` value where off."""
+    value = _leaf(getattr(node, name))
+    if is_off(value):
+        return jnp.asarray(declarations(type(node))[name].off, jnp.float32)
+    return value
+
+
+def stored(state: Any, name: str) -> jax.Array:
+    """The scalar hyperparameter ``name`` as the first state in ``state`` holding it stores it
+    (the one-element vector where off): :func:`assign` it back to restore the state as it was."""
+    return next(_leaf(getattr(node, name)) for node in state_nodes(state)
+                if name in declarations(type(node)) and getattr(node, name) is not None)
 
 
 def _replaced(field: Any, value: jax.Array) -> Any:
@@ -215,6 +253,8 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
         if declaration.per_leaf:
             return {name: jax.tree.map(placed_like, multipliers.resolve(values[name], old, name),
                                        old)}
+        if is_off(_leaf(old)) and checked[name] == declaration.off:
+            return {}  # stays off, and a jitted step is not compiled again
         return {field: _replaced(getattr(node, field), value)
                 for field, value in _encoded(name, checked[name], declaration).items()}
 

@@ -194,7 +194,8 @@ def dynamic_loss_scale(inner: optax.GradientTransformation, *, init_scale: float
             unscaling = hyperparams.assign(state.guarded,
                                            {"rescale_grad": rescale / state.loss_scale})
             steps, guarded_state = guarded.update(updates, unscaling, params)
-            guarded_state = hyperparams.assign(guarded_state, {"rescale_grad": rescale})
+            guarded_state = hyperparams.assign(
+                guarded_state, {"rescale_grad": hyperparams.stored(state.guarded, "rescale_grad")})
         finite = guarded_state.last_finite
         scale = state.next_loss_scale
         unskipped = jnp.where(finite, state.unskipped + 1, 0)

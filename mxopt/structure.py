@@ -150,8 +150,12 @@ def _describe(tree: Any, max_leaves: int, indent: str) -> str:
     if tree is None:
         return "None"
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        fields = ", ".join(f"{name}={_describe(value, max_leaves, indent)}"
-                           for name, value in zip(tree._fields, tree) if value is not None)
+        offs = {name for name, kinds in field_kinds(type(tree)).items()
+                if any(getattr(kind, "off", None) is not None for kind in kinds)}
+        fields = ", ".join(
+            f"{name}=off" if name in offs and jnp.shape(value) == (1,)
+            else f"{name}={_describe(value, max_leaves, indent)}"
+            for name, value in zip(tree._fields, tree) if value is not None)
         return f"{type(tree).__name__}({fields})"
     if type(tree) in (tuple, list) and tree and all(hasattr(x, "_fields") for x in tree):
         inner = indent + "  "

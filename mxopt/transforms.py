@@ -21,11 +21,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import multipliers, validation
+from mxopt import hyperparams, multipliers, validation
 from mxopt.counting import counted, update_count
-from mxopt.hyperparams import DecayRate, ExactDecayRate, Given, Multipliers, NonNegative, Positive
+from mxopt.hyperparams import (
+    Decay,
+    DecayRate,
+    ExactDecayRate,
+    Factor,
+    Given,
+    Multipliers,
+    NonNegative,
+    Positive,
+)
 from mxopt.multipliers import MultiplierSpec
-from mxopt.numerics import complement, like, one_minus_power, tree_map
+from mxopt.numerics import complement, like, one_minus_power, opaque_copy, tree_map
 from mxopt.schedules import Schedule
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable, state_nodes
@@ -43,6 +52,8 @@ def _elementwise(given: Given, state_class: type[NamedTuple],
         del params
         state = given.injected(state)
         (h,) = state
+        if hyperparams.is_off(h):  # the identity (see Hyperparameter.off)
+            return updates, state
         return tree_map(lambda g: fn(g, like(h, g)), updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -50,11 +61,15 @@ def _elementwise(given: Given, state_class: type[NamedTuple],
 
 @readable
 class RescaleState(NamedTuple):
-    rescale_grad: Positive
+    rescale_grad: Factor  # off at 1: no multiply in the update
 
 
 def rescale(rescale_grad: float = 1.0) -> optax.GradientTransformation:
     """MXNet's ``rescale_grad``: ``g <- rescale_grad * g``.
+
+    A ``rescale_grad`` of 1 leaves the multiply out of the update until
+    :func:`mxopt.set_hyperparams` gives it a value (a jitted step then
+    compiles once more; see :attr:`mxopt.hyperparams.Hyperparameter.off`).
 
     Args:
       rescale_grad: the factor, often ``1 / batch_size``; must be > 0.
@@ -84,13 +99,23 @@ def clip(clip_gradient: float | None = None) -> optax.GradientTransformation:
 
 @readable
 class AddDecayedWeightsState(NamedTuple):
-    wd: NonNegative
+    wd: Decay  # off at 0: no decay term in the update
     wd_mult: Multipliers | None  # None for all 1
+
+
+def weight_decays(state: AddDecayedWeightsState, like: optax.Updates) -> optax.Updates:
+    """Each leaf's ``wd * wd_mult`` (f32 scalars shaped like ``like``), 0 where ``wd`` is off."""
+    return multipliers.per_leaf(hyperparams.effective(state, "wd"), state.wd_mult, like)
 
 
 def add_decayed_weights(wd: float = 0.0,
                         wd_mult: MultiplierSpec = None) -> optax.GradientTransformation:
     """MXNet's weight decay: ``g <- g + wd * wd_mult * w``.
+
+    A ``wd`` of 0 leaves the term out of the update, so the step does not
+    read the weights for it, until :func:`mxopt.set_hyperparams` gives it a
+    value (a jitted step then compiles once more; see
+    :attr:`mxopt.hyperparams.Hyperparameter.off`).
 
     Args:
       wd: the weight-decay coefficient (L2 penalty ``wd/2 * |w|^2``), >= 0.
@@ -106,7 +131,9 @@ def add_decayed_weights(wd: float = 0.0,
         if params is None:
             raise ValueError("weight decay needs params: call update(grads, state, params)")
         state = given.injected(state)
-        decay = multipliers.per_leaf(state.wd, state.wd_mult, updates)
+        if hyperparams.is_off(state.wd):
+            return updates, state
+        decay = weight_decays(state, updates)
         return tree_map(lambda g, w, d: g + like(d, g) * w.astype(g.dtype),
                         updates, params, decay), state
 
@@ -218,8 +245,8 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
         new_trace = tree_map(lambda u, m: like(mu, u) * m + u, updates, state.trace)
         if nesterov:
             updates = tree_map(lambda u, m: like(mu, u) * m + u, updates, new_trace)
-        else:
-            updates = new_trace
+        else:  # a copy, so that the caller's ``w + updates`` is no lone add (see opaque_copy)
+            updates = tree_map(opaque_copy, new_trace)
         return updates, TraceState(mu, new_trace)
 
     return optax.GradientTransformation(init_fn, update_fn)

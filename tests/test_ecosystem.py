@@ -80,7 +80,7 @@ def mse(predict):
 def test_nnx_optimizer_trains_and_its_hyperparameters_change(name):
     model = MLP(biased(name), nnx.Rngs(0))
     start = plain(nnx.state(model, nnx.Param))
-    tx = optimizer(name)
+    tx = optimizer(name, rescale_grad=2.0)  # given, so that setting it is no new program
     opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
     traces, grads_seq = [], []
 
@@ -92,7 +92,7 @@ def test_nnx_optimizer_trains_and_its_hyperparameters_change(name):
         return grads
 
     held = mxopt.get_hyperparams(opt.opt_state)
-    assert float(held["rescale_grad"]) == 1.0
+    assert float(held["rescale_grad"]) == 2.0
     for i in range(4):
         if i == 1:
             opt.opt_state = mxopt.set_hyperparams(opt.opt_state, rescale_grad=0.5)

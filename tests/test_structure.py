@@ -58,9 +58,9 @@ def test_a_state_reprs_its_hyperparameters_by_value_and_its_trees_by_shape():
     assert mxopt.describe(tx.init(params)) == """\
 (
   CountState(count=0),
-  RescaleState(rescale_grad=1.0),
+  RescaleState(rescale_grad=off),
   EmptyState(),
-  AddDecayedWeightsState(wd=0.0, wd_mult={'dense': {'b': 0.0, 'w': 1.0}}),
+  AddDecayedWeightsState(wd=off, wd_mult={'dense': {'b': 0.0, 'w': 1.0}}),
   LearningRateState(learning_rate=0.1),
   TraceState(momentum=0.9, trace={'dense': {'b': bf16[3], 'w': f32[2,3]}}),
 )"""

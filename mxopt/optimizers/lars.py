@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import multipliers, transforms
+from mxopt import hyperparams, transforms
 from mxopt.hyperparams import Given, NonNegative
 from mxopt.multipliers import MultiplierSpec
 from mxopt.optimizers._base import Base, optimizer
@@ -125,8 +125,8 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
             raise ValueError("lars needs params: call update(grads, state, params)")
         s = given.injected(state)
         lrs = rate.at(s.rate, count, updates)
-        wds = multipliers.per_leaf(s.decay.wd, s.decay.wd_mult, updates)
-        scale = s.rescale.rescale_grad
+        wds = transforms.weight_decays(s.decay, updates)
+        scale = hyperparams.effective(s.rescale, "rescale_grad")
 
         def layer_rate(path, lr, wd, w, g, dtype):
             if exempted(leaf_name(path)):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import multipliers, transforms, validation
+from mxopt import transforms, validation
 from mxopt.multipliers import MultiplierSpec
 from mxopt.optimizers._base import Base, optimizer
 from mxopt.optimizers.lars import sum_of_squares
@@ -96,7 +96,7 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
             total = jax.tree_util.tree_map(jnp.add, s.grad_sum, updates)
             grads = jax.tree_util.tree_map(lambda t: t / jnp.asarray(batch_scale, t.dtype), total)
         if warmup_strategy == "lars":
-            wds = multipliers.per_leaf(s.decay.wd, s.decay.wd_mult, updates)
+            wds = transforms.weight_decays(s.decay, updates)
             mults = jax.tree_util.tree_map(lars_multiplier, params, grads, wds)
         else:
             mult = warmup_multiplier(warmup_strategy, calls, warmup_updates, batch_scale)
