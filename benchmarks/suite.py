@@ -12,17 +12,27 @@ and state, ``step(params, state, grads) -> (params, state)``:
 The steps are timed in turn, round after round, so that a noisy machine
 slows all of them alike; the table gives medians. GB/s counts the bytes an
 update must move (params, grads and state read; params and state written),
-the same for every variant of a row. Peak memory is XLA's account of the
-compiled step (arguments + outputs - donated + temporaries).
+the same for every variant of a row, and is compared with the machine's
+bandwidth, measured at the start by a jitted ``x * 2`` over 256 MiB. Peak
+memory is XLA's account of the compiled step (arguments + outputs - donated
++ temporaries).
+
+Two more kinds of rows: a sweep of trees of one size cut into more and more
+leaves (``--sweep``), and a Flax NNX model's whole training step, forward,
+backward and update (``--training``), where the optimizer's share of the
+step shows. ``--json PATH`` writes every row, the machine and the command,
+which the docs' table and plot are made from.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -48,6 +58,12 @@ OPTIMIZERS: dict[str, tuple[Callable, Callable]] = {
     "lamb": (
         lambda: mxopt.lamb(learning_rate=1e-3, wd=0.01),
         lambda: optax.lamb(1e-3, weight_decay=0.01)),
+    "rmsprop": (
+        lambda: mxopt.rmsprop(learning_rate=1e-3),
+        lambda: optax.rmsprop(1e-3, decay=0.9, eps=1e-8)),
+    "adagrad": (
+        lambda: mxopt.adagrad(learning_rate=0.01),
+        lambda: optax.adagrad(0.01, initial_accumulator_value=0.0, eps=1e-7)),
 }
 VARIANTS = ("optax", "mxopt", "mxopt packed", "roofline")
 
@@ -84,13 +100,18 @@ def build(tx: optax.GradientTransformation, params, grads) -> Step:
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
+    return compiled(step, params, state, grads)
+
+
+def compiled(step: Callable, params, state, inputs) -> Step:
+    """``step(params, state, inputs) -> (params, state)`` compiled, params and state donated."""
     start = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+    run = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, inputs).compile()
     compile_s = time.perf_counter() - start
-    memory = compiled.memory_analysis()
+    memory = run.memory_analysis()
     peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
             - memory.alias_size_in_bytes + memory.temp_size_in_bytes)
-    return Step(compiled, params, state, grads, compile_s, peak)
+    return Step(run, params, state, inputs, compile_s, peak)
 
 
 @dataclasses.dataclass
@@ -101,16 +122,45 @@ class Row:
     variant: str
     step_ms: float
     vs_optax: float
-    gbps: float
-    of_roofline: float
     compile_s: float
     peak_mib: float
-    peak_ratio: float
+    # update rows:
+    gbps: float | None = None
+    of_bandwidth: float | None = None
+    of_roofline: float | None = None
+    peak_ratio: float | None = None
+    # training rows: the update's part of the step
+    update_share: float | None = None
 
 
-def measure(tree: str, optimizer: str, rounds: int, device: jax.Device) -> list[Row]:
+def bandwidth(device: jax.Device) -> float:
+    """The device's streaming bandwidth in GB/s: a jitted, donated ``x * 2`` over 256 MiB."""
+    with jax.default_device(device):
+        x = jnp.ones(2**26, jnp.float32)
+        double = jax.jit(lambda x: x * 2, donate_argnums=0)
+        times = []
+        for _ in range(8):
+            start = time.perf_counter()
+            x = double(x).block_until_ready()
+            times.append(time.perf_counter() - start)
+    return 2 * x.nbytes / statistics.median(times[1:]) / 1e9
+
+
+def _interleaved(steps: dict[str, Step], rounds: int) -> dict[str, float]:
+    """Each step's median time over ``rounds`` rounds that run every step in turn."""
+    for s in steps.values():
+        s.time_one()  # the first call of each allocates and warms caches
+        s.times.clear()
+    for _ in range(rounds):
+        for s in steps.values():
+            s.time_one()
+    return {v: statistics.median(s.times) for v, s in steps.items()}
+
+
+def measure(tree: str, optimizer: str, rounds: int, device: jax.Device,
+            machine_gbps: float, shapes: dict[str, tuple] | None = None) -> list[Row]:
     """Times the four variants of ``optimizer`` on ``tree``, interleaved, and returns rows."""
-    shapes = trees.TREES[tree]()
+    shapes = shapes or trees.TREES[tree]()
     make_mxopt, make_optax = OPTIMIZERS[optimizer]
     with jax.default_device(device):
         params, grads = trees.materialize(shapes, 0), trees.materialize(shapes, 1)
@@ -128,28 +178,58 @@ def measure(tree: str, optimizer: str, rounds: int, device: jax.Device) -> list[
         tensors = _nbytes(step.params) + _nbytes(step.state)
         moved = 2 * tensors + _nbytes(step.grads)
         held = tensors + _nbytes(step.grads)
-        for s in steps.values():
-            s.time_one()  # the first call of each allocates and warms caches
-            s.times.clear()
-        for _ in range(rounds):
-            for s in steps.values():
-                s.time_one()
-    median = {v: statistics.median(s.times) for v, s in steps.items()}
+        median = _interleaved(steps, rounds)
     return [Row(tree, len(shapes), optimizer, v, 1e3 * median[v], median[v] / median["optax"],
-                moved / median[v] / 1e9, median["roofline"] / median[v], s.compile_s,
-                s.peak_bytes / 2**20, s.peak_bytes / held)
+                s.compile_s, s.peak_bytes / 2**20, gbps=moved / median[v] / 1e9,
+                of_bandwidth=moved / median[v] / 1e9 / machine_gbps,
+                of_roofline=median["roofline"] / median[v], peak_ratio=s.peak_bytes / held)
             for v, s in steps.items()]
 
 
+def measure_training(optimizer: str, rounds: int, device: jax.Device) -> list[Row]:
+    """A Flax NNX MLP's jitted training step (loss, grads, update) with optax and with mxopt.
+
+    Each row's ``update_share`` is the update step alone (timed in the same
+    rounds, on the model's params) over the whole training step.
+    """
+    from flax import nnx
+
+    from benchmarks import models
+    make_mxopt, make_optax = OPTIMIZERS[optimizer]
+    with jax.default_device(device):
+        model = models.MLP(nnx.Rngs(0))
+        graphdef, params = nnx.split(model, nnx.Param)
+        x, y = models.batch()
+        steps = {}
+        for variant, make in (("optax", make_optax), ("mxopt", make_mxopt)):
+            tx = make()
+            steps[f"{variant} training step"] = models.training_step(graphdef, tx, params, x, y)
+            steps[f"{variant} update"] = build(tx, params, jax.tree.map(jnp.ones_like, params))
+        median = _interleaved(steps, rounds)
+    rows = []
+    for variant in ("optax", "mxopt"):
+        s, t = steps[f"{variant} training step"], median[f"{variant} training step"]
+        rows.append(Row("nnx-mlp", len(jax.tree.leaves(params)), optimizer,
+                        f"{variant} training step", 1e3 * t, t / median["optax training step"],
+                        s.compile_s, s.peak_bytes / 2**20,
+                        update_share=median[f"{variant} update"] / t))
+    return rows
+
+
 def table(rows: list[Row]) -> str:
-    """The rows as a Markdown table."""
-    head = ("| tree | leaves | optimizer | variant | step ms | vs optax | GB/s | of roofline "
-            "| compile s | peak MiB | peak / (p+g+s) |")
+    """The rows as a Markdown table (``-`` where a column does not apply)."""
+    head = ("| tree | leaves | optimizer | variant | step ms | vs optax | GB/s | of bandwidth "
+            "| of roofline | compile s | peak MiB | peak / (p+g+s) | update share |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    def shown(value: float | None, form: str) -> str:
+        return "-" if value is None else format(value, form)
+
     for r in rows:
         lines.append(f"| {r.tree} | {r.leaves} | {r.optimizer} | {r.variant} | {r.step_ms:.1f} "
-                     f"| {r.vs_optax:.2f}x | {r.gbps:.1f} | {100 * r.of_roofline:.0f}% "
-                     f"| {r.compile_s:.2f} | {r.peak_mib:.0f} | {r.peak_ratio:.2f} |")
+                     f"| {r.vs_optax:.2f}x | {shown(r.gbps, '.1f')} "
+                     f"| {shown(r.of_bandwidth, '.0%')} | {shown(r.of_roofline, '.0%')} "
+                     f"| {r.compile_s:.2f} | {r.peak_mib:.0f} | {shown(r.peak_ratio, '.2f')} "
+                     f"| {shown(r.update_share, '.0%')} |")
     return "\n".join(lines)
 
 
@@ -164,18 +244,41 @@ def main(argv: list[str] | None = None) -> list[Row]:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--device", default=jax.default_backend(),
                         help="platform to run on: cpu, gpu or tpu (default: JAX's default)")
-    parser.add_argument("--trees", nargs="+", default=list(trees.DEFAULT_TREES),
+    parser.add_argument("--trees", nargs="*", default=list(trees.DEFAULT_TREES),
                         choices=list(trees.TREES))
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS),
                         choices=list(OPTIMIZERS))
     parser.add_argument("--rounds", type=int, default=20, help="timed steps of each variant")
+    parser.add_argument("--sweep", type=int, nargs="*", default=list(trees.SWEEP_LEAVES),
+                        metavar="LEAVES", help="leaf counts of the sweep's trees, each of "
+                        f"{trees.SWEEP_SIZE:,} values, run with adam (none: no sweep)")
+    parser.add_argument("--training", action=argparse.BooleanOptionalAction, default=True,
+                        help="time a Flax NNX model's training step with each optimizer")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows there, as JSON")
     args = parser.parse_args(argv)
     device = jax.devices(args.device)[0]
-    print(f"# {machine(device)}; median of {args.rounds} steps", flush=True)
-    rows = []
+    machine_gbps = bandwidth(device)
+    heading = (f"{machine(device)}; bandwidth {machine_gbps:.1f} GB/s; "
+               f"median of {args.rounds} steps")
+    print(f"# {heading}", flush=True)
+    rows: list[Row] = []
+
+    def report(new: list[Row]) -> None:
+        print(table(new).split("\n", 2)[2] if rows else table(new), flush=True)
+        rows.extend(new)
+
     for tree in args.trees:
         for optimizer in args.optimizers:
-            new = measure(tree, optimizer, args.rounds, device)
-            print(table(new).split("\n", 2)[2] if rows else table(new), flush=True)
-            rows += new
+            report(measure(tree, optimizer, args.rounds, device, machine_gbps))
+    for leaves in args.sweep:
+        report(measure(f"sweep-{leaves}", "adam", args.rounds, device, machine_gbps,
+                       trees.sweep_shapes(leaves)))
+    if args.training:
+        for optimizer in args.optimizers:
+            report(measure_training(optimizer, args.rounds, device))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"machine": heading, "bandwidth_gbps": machine_gbps,
+                       "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
+                       "rows": [dataclasses.asdict(r) for r in rows]}, file, indent=1)
     return rows

@@ -54,6 +54,15 @@ def many_leaves_shapes(leaves: int = 3000, size: int = 1024) -> dict[str, tuple]
     return {f"leaf{i:05d}": (size // 32, 32) for i in range(leaves)}
 
 
+SWEEP_SIZE = 2**22
+SWEEP_LEAVES = (1, 30, 300, 3000)
+
+
+def sweep_shapes(leaves: int, total: int = SWEEP_SIZE) -> dict[str, tuple]:
+    """``total`` values cut into ``leaves`` vectors: step time against the number of leaves."""
+    return {f"leaf{i:05d}": (total // leaves,) for i in range(leaves)}
+
+
 def flat_shapes(total: int) -> dict[str, tuple]:
     """One leaf of ``total`` values: the roofline a tree of the same size is measured against."""
     return {"flat": (total,)}

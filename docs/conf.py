@@ -21,7 +21,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "mxopt_docs",  # the optimizer pages, the tutorials and the mxopt-api directive
 ]
-exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints"]
+exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "_generated"]
 templates_path = []
 
 # Docstrings are Google-style ("Args:", "Returns:", "Raises:").

@@ -21,6 +21,11 @@ bias correction ``1 - beta**t``), its declaration is ``exact`` and the state
 holds its float32 rounding error too, in the field ``<name>_residual``, so
 ``value + residual`` is the double value to float32 precision.
 
+A term that does nothing at its construction value (``wd=0``,
+``rescale_grad=1``) is left out of the step, its field declared with an
+``off`` value (:attr:`Hyperparameter.off`); setting it brings the term back,
+at the cost of one more compile of a jitted step.
+
 Per-leaf multipliers (``lr_mult``, ``wd_mult``) are declared ``per_leaf``:
 a tree of float32 scalars, one per params leaf, which :func:`set_hyperparams`
 sets from any multiplier spec (:mod:`mxopt.multipliers`).
@@ -63,11 +68,11 @@ class Hyperparameter:
       off: the value at which the transform's term does nothing (weight
         decay's 0, ``rescale_grad``'s 1). Given that number, the state holds
         it as a one-element vector, not a scalar (:func:`is_off`), and the
-        update leaves the term out,
-        so no loop reads what the term would need. :func:`get_hyperparams`
-        reports the number; setting a value makes the field a scalar and the
-        term live: the state keeps its structure, and a jitted step compiles
-        once more, for the new shape.
+        update leaves the term out, so no loop reads what the term would
+        need. :func:`get_hyperparams` reports the number; setting another
+        value makes the field a scalar and the term live: the state keeps
+        its structure, and a jitted step compiles once more, for the new
+        shape.
     """
 
     rule: Callable[[str, object], object]

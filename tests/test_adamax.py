@@ -194,7 +194,7 @@ def test_changing_hyperparameters_does_not_recompile():
     params, grads = _problem(5, steps=4)
     values = [dict(learning_rate=0.01 / (i + 1), beta1=0.5 + 0.1 * i, beta2=0.9 + 0.02 * i,
                    wd=0.01 * i) for i in range(4)]
-    tx = adamax()
+    tx = adamax(wd=1e-3)  # a live wd: from 0, the off value, setting it compiles once more
     traces = []
 
     @jax.jit

@@ -7,8 +7,12 @@
   its source folder) for myst-nb to execute.
 * the ``mxopt-api`` directive: a summary table of the names it lists, then
   each one's autodoc entry, so a name is written once per API page.
+* ``_generated/``: for each benchmark run recorded in ``benchmarks/*.json``
+  (``python -m benchmarks --json``), its table (``<run>.md``) and a plot of
+  step time against the number of leaves (``<run>-leaves.png``), which
+  ``performance.md`` includes.
 
-Both folders are generated, git-ignored, and rewritten on every build, so they
+The generated folders are git-ignored, and rewritten on every build, so they
 cannot go stale.
 """
 
@@ -334,12 +338,44 @@ class ApiEntries(SphinxDirective):
         return container.children
 
 
+def write_benchmark_pages(runs: pathlib.Path, out: pathlib.Path) -> None:
+    """For each recorded run ``runs/<run>.json``, its table and leaves plot in ``out``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks import suite, trees
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    for recorded in sorted(runs.glob("*.json")):
+        run = json.loads(recorded.read_text())
+        rows = [suite.Row(**row) for row in run["rows"]]
+        (out / f"{recorded.stem}.md").write_text(
+            f"`{run['command']}` on {run['machine']}.\n\n{suite.table(rows)}\n")
+        sweep = [r for r in rows if r.tree.startswith("sweep-")]
+        figure, ax = plt.subplots(figsize=(6, 3.5))
+        for variant, style in (("optax", "o-"), ("mxopt", "s-"), ("mxopt packed", "^-"),
+                               ("roofline", "k--")):
+            points = sorted((r.leaves, r.step_ms) for r in sweep if r.variant == variant)
+            ax.plot(*zip(*points), style, label=variant)
+        ax.set(xscale="log", yscale="log", xlabel=f"leaves ({trees.SWEEP_SIZE:,} values in all)",
+               ylabel="Adam step (ms)", title=";".join(run["machine"].split(";")[:2]))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.legend()
+        figure.tight_layout()
+        figure.savefig(out / f"{recorded.stem}-leaves.png", dpi=110)
+        plt.close(figure)
+
+
 def _generate(app) -> None:
     # The parity status comes from the tests' own reading of the fixtures.
     if str(ROOT / "tests") not in sys.path:
         sys.path.append(str(ROOT / "tests"))
     write_optimizer_pages(DOCS / "optimizers")
     copy_tutorials(DOCS / "tutorials")
+    write_benchmark_pages(DOCS / "benchmarks", DOCS / "_generated")
 
 
 def setup(app):
