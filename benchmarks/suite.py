@@ -76,7 +76,9 @@ class Step:
     params: object
     state: object
     grads: object
-    compile_s: float
+    compile_s: float  # trace_s + lower_s + XLA's compile
+    trace_s: float
+    lower_s: float
     peak_bytes: int
     times: list[float] = dataclasses.field(default_factory=list)
 
@@ -104,14 +106,20 @@ def build(tx: optax.GradientTransformation, params, grads) -> Step:
 
 
 def compiled(step: Callable, params, state, inputs) -> Step:
-    """``step(params, state, inputs) -> (params, state)`` compiled, params and state donated."""
+    """``step(params, state, inputs) -> (params, state)`` compiled, params and state donated,
+    and the time its three stages took: tracing to a jaxpr, lowering to StableHLO, XLA."""
     start = time.perf_counter()
-    run = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, inputs).compile()
+    traced = jax.jit(step, donate_argnums=(0, 1)).trace(params, state, inputs)
+    traced_at = time.perf_counter()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    run = lowered.compile()
     compile_s = time.perf_counter() - start
     memory = run.memory_analysis()
     peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
             - memory.alias_size_in_bytes + memory.temp_size_in_bytes)
-    return Step(run, params, state, inputs, compile_s, peak)
+    return Step(run, params, state, inputs, compile_s, traced_at - start,
+                lowered_at - traced_at, peak)
 
 
 @dataclasses.dataclass
@@ -124,6 +132,8 @@ class Row:
     vs_optax: float
     compile_s: float
     peak_mib: float
+    trace_s: float | None = None  # of compile_s: tracing, lowering; the rest is XLA's
+    lower_s: float | None = None
     # update rows:
     gbps: float | None = None
     of_bandwidth: float | None = None
@@ -180,8 +190,8 @@ def measure(tree: str, optimizer: str, rounds: int, device: jax.Device,
         held = tensors + _nbytes(step.grads)
         median = _interleaved(steps, rounds)
     return [Row(tree, len(shapes), optimizer, v, 1e3 * median[v], median[v] / median["optax"],
-                s.compile_s, s.peak_bytes / 2**20, gbps=moved / median[v] / 1e9,
-                of_bandwidth=moved / median[v] / 1e9 / machine_gbps,
+                s.compile_s, s.peak_bytes / 2**20, s.trace_s, s.lower_s,
+                gbps=moved / median[v] / 1e9, of_bandwidth=moved / median[v] / 1e9 / machine_gbps,
                 of_roofline=median["roofline"] / median[v], peak_ratio=s.peak_bytes / held)
             for v, s in steps.items()]
 
@@ -211,7 +221,7 @@ def measure_training(optimizer: str, rounds: int, device: jax.Device) -> list[Ro
         s, t = steps[f"{variant} training step"], median[f"{variant} training step"]
         rows.append(Row("nnx-mlp", len(jax.tree.leaves(params)), optimizer,
                         f"{variant} training step", 1e3 * t, t / median["optax training step"],
-                        s.compile_s, s.peak_bytes / 2**20,
+                        s.compile_s, s.peak_bytes / 2**20, s.trace_s, s.lower_s,
                         update_share=median[f"{variant} update"] / t))
     return rows
 
@@ -219,16 +229,24 @@ def measure_training(optimizer: str, rounds: int, device: jax.Device) -> list[Ro
 def table(rows: list[Row]) -> str:
     """The rows as a Markdown table (``-`` where a column does not apply)."""
     head = ("| tree | leaves | optimizer | variant | step ms | vs optax | GB/s | of bandwidth "
-            "| of roofline | compile s | peak MiB | peak / (p+g+s) | update share |")
+            "| of roofline | compile s | trace / lower / XLA s | peak MiB | peak / (p+g+s) "
+            "| update share |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+
     def shown(value: float | None, form: str) -> str:
         return "-" if value is None else format(value, form)
+
+    def stages(r: Row) -> str:
+        if r.trace_s is None:
+            return "-"
+        return f"{r.trace_s:.2f} / {r.lower_s:.2f} / {r.compile_s - r.trace_s - r.lower_s:.2f}"
 
     for r in rows:
         lines.append(f"| {r.tree} | {r.leaves} | {r.optimizer} | {r.variant} | {r.step_ms:.1f} "
                      f"| {r.vs_optax:.2f}x | {shown(r.gbps, '.1f')} "
                      f"| {shown(r.of_bandwidth, '.0%')} | {shown(r.of_roofline, '.0%')} "
-                     f"| {r.compile_s:.2f} | {r.peak_mib:.0f} | {shown(r.peak_ratio, '.2f')} "
+                     f"| {r.compile_s:.2f} | {stages(r)} | {r.peak_mib:.0f} "
+                     f"| {shown(r.peak_ratio, '.2f')} "
                      f"| {shown(r.update_share, '.0%')} |")
     return "\n".join(lines)
 

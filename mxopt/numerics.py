@@ -32,17 +32,19 @@ def like(scale: jax.Array, leaf: jax.Array) -> jax.Array:
     return scale.astype(leaf.dtype)
 
 
-def opaque_copy(leaf: jax.Array) -> jax.Array:
-    """``leaf * 1`` with a 1 XLA cannot fold away: the same values, a new array.
+def opaque_copy(tree: object) -> object:
+    """``tree`` times a 1 XLA cannot fold away: the same values, new arrays.
 
     XLA's CPU backend loops slowly (3-4x) over a fusion of arrays alone, such
     as the ``w + mom`` of ``optax.apply_updates`` when the updates are a
     state buffer, on shapes with small minor dimensions like ``(…, 3, 3)``
     kernels; a scalar broadcast in the fusion gives it the fast loop. The
     multiply is exact (``x * 1 == x`` for every float, NaN and -0 included)
-    and costs nothing in a memory-bound loop.
+    and costs nothing in a memory-bound loop. One barrier serves the whole
+    tree, so the step compiles no op per leaf for it.
     """
-    return leaf * jax.lax.optimization_barrier(jnp.ones((), leaf.dtype))
+    one = jax.lax.optimization_barrier(jnp.ones((), jnp.float32))
+    return tree_map(lambda leaf: leaf * like(one, leaf), tree)
 
 
 def complement(beta: jax.Array, beta_residual: jax.Array) -> jax.Array:

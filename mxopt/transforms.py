@@ -210,8 +210,9 @@ def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: Multipli
 
     def update_fn(updates, state, params=None, *, count, **extra_args):
         del params, extra_args
-        lrs = rate.at(state, count, updates)
-        return tree_map(lambda g, lr: -like(lr, g) * g, updates, lrs), rate.given.injected(state)
+        # negated once, before the per-leaf multipliers (exact: -(lr * m) == -lr * m)
+        steps = multipliers.per_leaf(-rate.unscaled(state, count), state.lr_mult, updates)
+        return tree_map(lambda g, s: like(s, g) * g, updates, steps), rate.given.injected(state)
 
     return rate.with_counter(optax.GradientTransformationExtraArgs(rate.init, update_fn))
 
@@ -246,7 +247,7 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
         if nesterov:
             updates = tree_map(lambda u, m: like(mu, u) * m + u, updates, new_trace)
         else:  # a copy, so that the caller's ``w + updates`` is no lone add (see opaque_copy)
-            updates = tree_map(opaque_copy, new_trace)
+            updates = opaque_copy(new_trace)
         return updates, TraceState(mu, new_trace)
 
     return optax.GradientTransformation(init_fn, update_fn)

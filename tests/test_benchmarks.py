@@ -22,6 +22,7 @@ def test_the_suite_prints_a_row_per_variant(capsys):
         (o, v) for o in ("sgd-momentum", "lamb") for v in suite.VARIANTS]
     for r in rows:
         assert r.step_ms > 0 and r.compile_s > 0 and r.gbps > 0
+        assert 0 < r.trace_s and 0 < r.lower_s and r.trace_s + r.lower_s < r.compile_s
         # a donated step holds params, grads and state once, plus what it adds
         assert r.peak_ratio >= 0.99
         assert 0 < r.of_bandwidth < 5 and r.update_share is None
