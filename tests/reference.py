@@ -1,4 +1,5 @@
-"""A NumPy reference for MXNet's sgd, nag and adam, for randomized tests.
+"""A NumPy reference for MXNet's sgd, nag and adam, and its learning rate at each update, for
+randomized tests.
 
 Written from MXNet's documented update formulas and the order of operations
 of its kernels: the learning rate (schedule, lr_mult, Adam's bias correction)
@@ -97,3 +98,20 @@ def run(name, kwargs, params, grads_seq, lr_mult, wd_mult):
                 w[k] = w[k] + momentum * m[k] - lr * g
         out.append({k: v.copy() for k, v in w.items()})
     return out
+
+
+def base_rates(kw, steps, default_lr):
+    """The learning rate (before ``lr_mult``) at each update, as MXNet's base class sets it.
+
+    A ``learning_rate`` given with a Factor/MultiFactor scheduler replaces its
+    ``base_lr`` after warmup; Poly and Cosine decay from their own.
+    """
+    lr = kw.get("learning_rate", default_lr)
+    spec = kw.get("lr_scheduler")
+    if spec is None:
+        return [lr] * steps
+    sched = StatefulScheduler(spec["type"], **spec["kwargs"])
+    if lr is not None and sched.kind in ("FactorScheduler", "MultiFactorScheduler"):
+        sched.lr = lr
+    begin = kw.get("begin_num_update", 0)
+    return [sched(begin + i + 1) for i in range(steps)]

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from steps import counting_step
 from strategies import floats
 from trajectory import trajectory
 
@@ -140,13 +141,7 @@ def test_momentum_follows_the_formula_mxnet_fails_on():
 def test_changing_lamda_does_not_recompile():
     tx = mxopt.create("dcasgd", learning_rate=0.5, lamda=0.0)
     params = {"w": jnp.ones(3)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     state = tx.init(params)
     params, state = step(params, state, {"w": jnp.ones(3)})

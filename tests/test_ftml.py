@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from steps import counting_step
 from strategies import floats
 from trajectory import trajectory
 
@@ -151,13 +152,7 @@ class StateTest(chex.TestCase):
 def test_changing_hyperparameters_does_not_recompile():
     tx = ftml(learning_rate=0.01, wd=0.1)
     params = {"w": jnp.linspace(0.1, 1, 6)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     state = tx.init(params)
     for i in range(5):

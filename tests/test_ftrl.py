@@ -11,32 +11,15 @@ import optax
 import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler
-from reference import StatefulScheduler
-from strategies import floats
-from test_optimizers import schedulers
+from reference import base_rates
+from steps import assert_float32_master, counting_step
+from strategies import floats, schedulers
 
 import mxopt
 from mxopt.optimizers import ftrl
 
 F32 = np.float32
 SHAPES = {"fc_weight": (3, 4), "fc_bias": (4,), "bn_gamma": (2, 2, 2)}
-
-
-def base_rates(kw, steps, default_lr):
-    """The learning rate (before ``lr_mult``) at each update, as MXNet's base class sets it.
-
-    A ``learning_rate`` given with a Factor/MultiFactor scheduler replaces its
-    ``base_lr`` after warmup; Poly and Cosine decay from their own.
-    """
-    lr = kw.get("learning_rate", default_lr)
-    spec = kw.get("lr_scheduler")
-    if spec is None:
-        return [lr] * steps
-    sched = StatefulScheduler(spec["type"], **spec["kwargs"])
-    if lr is not None and sched.kind in ("FactorScheduler", "MultiFactorScheduler"):
-        sched.lr = lr
-    begin = kw.get("begin_num_update", 0)
-    return [sched(begin + i + 1) for i in range(steps)]
 
 
 def kernel(w, z, n, g, lr, lamda1, beta, wd):
@@ -221,18 +204,8 @@ class LayoutTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_multi_precision_keeps_float32_master_and_state(self):
-        params = {"w": jnp.linspace(-1, 1, 6).astype(jnp.float16)}
         tx = ftrl(learning_rate=0.1, wd=0.01, multi_precision=True)
-        update = self.variant(tx.update)
-        state = tx.init(params)
-        for i in range(3):
-            grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
-            updates, state = update(grads, state, params)
-            params = optax.apply_updates(params, updates)
-        master = state.master["w"]
-        assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
-        assert optax.tree.get(state, "z")["w"].dtype == jnp.float32
-        np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))
+        assert_float32_master(tx, self.variant(tx.update), ["z"])
 
 
 def test_changing_hyperparameters_does_not_recompile():
@@ -241,13 +214,7 @@ def test_changing_hyperparameters_does_not_recompile():
     values = [dict(lamda1=0.01 * i, beta=1.0 + i, learning_rate=0.1 / (i + 1), wd=0.01 * i)
               for i in range(4)]
     tx = ftrl()
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     p, state = params, tx.init(params)
     for g, v in zip(grads, values):

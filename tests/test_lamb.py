@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from steps import counting_step
 from strategies import floats
 from trajectory import trajectory
 
@@ -187,13 +188,7 @@ class StateTest(chex.TestCase):
 def test_changing_hyperparameters_does_not_recompile():
     tx = lamb(learning_rate=0.01, lower_bound=0.1, upper_bound=5.0, wd=0.1)
     params = {"w": jnp.linspace(0.1, 1, 6)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     state = tx.init(params)
     for i in range(5):

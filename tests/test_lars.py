@@ -12,6 +12,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from steps import assert_float32_master, counting_step
 from strategies import floats
 from trajectory import trajectory
 
@@ -210,30 +211,14 @@ class LayoutTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_multi_precision_keeps_float32_master_and_buffer(self):
-        params = {"w": jnp.linspace(-1, 1, 6).astype(jnp.float16)}
         tx = lars(learning_rate=0.1, momentum=0.9, eta=0.1, multi_precision=True)
-        update = self.variant(tx.update)
-        state = tx.init(params)
-        for i in range(3):
-            grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
-            updates, state = update(grads, state, params)
-            params = optax.apply_updates(params, updates)
-        master = state.master["w"]
-        assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
-        assert optax.tree.get(state, "trace")["w"].dtype == jnp.float32
-        np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))
+        assert_float32_master(tx, self.variant(tx.update), ["trace"])
 
 
 def test_changing_hyperparameters_does_not_recompile():
     tx = lars(learning_rate=0.1, momentum=0.9, wd=0.01)
     params = {"w": jnp.linspace(-1, 1, 6)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     state = tx.init(params)
     assert set(mxopt.get_hyperparams(state)) == {

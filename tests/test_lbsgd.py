@@ -12,6 +12,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from steps import assert_float32_master, counting_step
 from strategies import floats
 from trajectory import trajectory
 
@@ -220,32 +221,15 @@ class LayoutTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_multi_precision_keeps_float32_master_and_buffers(self):
-        params = {"w": jnp.linspace(-1, 1, 6).astype(jnp.float16)}
         tx = lbsgd(learning_rate=0.1, momentum=0.9, batch_scale=2, multi_precision=True)
-        update = self.variant(tx.update)
-        state = tx.init(params)
-        for i in range(4):
-            grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
-            updates, state = update(grads, state, params)
-            params = optax.apply_updates(params, updates)
-        master = state.master["w"]
-        assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
-        for name in ("trace", "grad_sum"):
-            assert optax.tree.get(state, name)["w"].dtype == jnp.float32
-        np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))
+        assert_float32_master(tx, self.variant(tx.update), ["trace", "grad_sum"], steps=4)
 
 
 def test_changing_hyperparameters_does_not_recompile():
     tx = lbsgd(learning_rate=0.1, momentum=0.9, wd=0.01, batch_scale=2,
                warmup_strategy="lars")
     params = {"w": jnp.linspace(-1, 1, 6)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     state = tx.init(params)
     assert set(mxopt.get_hyperparams(state)) == {"rescale_grad", "wd", "learning_rate",

@@ -14,9 +14,9 @@ import optax
 import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler, optimizer_kwargs, trajectories
-from strategies import floats
-from test_ftrl import base_rates
-from test_optimizers import schedulers
+from reference import base_rates
+from steps import assert_float32_master, counting_step
+from strategies import floats, schedulers
 
 import mxopt
 from mxopt.optimizers import nadam
@@ -210,18 +210,8 @@ class LayoutTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_multi_precision_keeps_float32_master_and_moments(self):
-        params = {"w": jnp.linspace(-1, 1, 6).astype(jnp.float16)}
         tx = nadam(learning_rate=0.01, wd=0.01, multi_precision=True)
-        update = self.variant(tx.update)
-        state = tx.init(params)
-        for i in range(3):
-            grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
-            updates, state = update(grads, state, params)
-            params = optax.apply_updates(params, updates)
-        master = state.master["w"]
-        assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
-        assert optax.tree.get(state, "var")["w"].dtype == jnp.float32
-        np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))
+        assert_float32_master(tx, self.variant(tx.update), ["var"])
 
 
 def test_changing_hyperparameters_does_not_recompile():
@@ -229,13 +219,7 @@ def test_changing_hyperparameters_does_not_recompile():
     values = [dict(learning_rate=0.01 / (i + 1), beta1=0.5 + 0.1 * i, beta2=0.9 + 0.02 * i,
                    epsilon=1e-8 * (i + 1), schedule_decay=0.004 * i) for i in range(4)]
     tx = nadam()
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     p, state = jax.tree.map(jnp.asarray, params), tx.init(params)
     for g, v in zip(grads, values):

@@ -9,6 +9,7 @@ import optax
 import pytest
 from flax import nnx
 from hypothesis import given, settings
+from steps import counting_step
 from strategies import floats
 
 import mxopt
@@ -16,15 +17,6 @@ from mxopt import hyperparams
 
 PARAMS = {"w": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array([0.25])}
 GRADS = [jax.tree.map(lambda x, i=i: (i + 1) * jnp.cos(x), PARAMS) for i in range(3)]
-
-
-def counting_step(tx, traces):
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(None)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-    return step
 
 
 # the optimizers that read the weights for the decay alone
@@ -48,8 +40,7 @@ def test_setting_an_off_term_turns_it_on_with_one_more_compile(wd, rescale):
     lr = 0.1
     tx = mxopt.sgd(learning_rate=lr)
     state = tx.init(PARAMS)
-    traces = []
-    step = counting_step(tx, traces)
+    step, traces = counting_step(tx)
     params, state = step(PARAMS, state, GRADS[0])
     treedef = jax.tree.structure(state)
     state = mxopt.set_hyperparams(state, wd=0.0, rescale_grad=1.0)  # their off values: no change

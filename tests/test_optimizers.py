@@ -10,36 +10,14 @@ import optax
 import pytest
 import reference
 from hypothesis import given, settings
-from strategies import floats
+from steps import counting_step
+from strategies import floats, schedulers
 from trajectory import trajectory
 
 import mxopt
 
 NAMES = ("conv_weight", "conv_bias", "bn_gamma")
 SHAPES = {"conv_weight": (3, 4), "conv_bias": (4,), "bn_gamma": (2, 2, 2)}
-
-
-@st.composite
-def schedulers(draw):
-    kind = draw(st.sampled_from(["FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
-                                 "CosineScheduler"]))
-    base_lr = draw(floats(0.01, 0.5))
-    kw = {"base_lr": base_lr}
-    if draw(st.booleans()):
-        kw.update(warmup_steps=draw(st.integers(1, 6)),
-                  warmup_begin_lr=draw(floats(0, base_lr)),
-                  warmup_mode=draw(st.sampled_from(["linear", "constant"])))
-    if kind == "FactorScheduler":
-        kw.update(step=draw(st.integers(1, 4)), factor=draw(floats(0.2, 1.0)))
-    elif kind == "MultiFactorScheduler":
-        kw.update(step=sorted(draw(st.sets(st.integers(1, 30), min_size=1, max_size=4))),
-                  factor=draw(floats(0.2, 1.0)))
-    else:
-        kw.update(max_update=draw(st.integers(kw.get("warmup_steps", 0) + 1, 30)),
-                  final_lr=draw(floats(0, base_lr / 2)))
-        if kind == "PolyScheduler":
-            kw["pwr"] = draw(st.sampled_from([0.5, 1, 2, 3]))
-    return {"type": kind, "kwargs": kw}
 
 
 @st.composite
@@ -118,13 +96,7 @@ class JitTest(chex.TestCase):
 def test_changing_hyperparameters_does_not_recompile():
     tx = mxopt.adam(learning_rate=0.01, wd=0.1)
     params = {"w": jnp.ones(3)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     state = tx.init(params)
     for i in range(6):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import reference
 from hypothesis import given, settings
-from test_optimizers import schedulers
+from strategies import schedulers
 
 import mxopt
 

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from steps import assert_float32_master, counting_step
 from strategies import floats
 from trajectory import trajectory
 
@@ -92,18 +93,8 @@ class LayoutTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_multi_precision_keeps_float32_master_and_buffer(self):
-        params = {"w": jnp.linspace(-1, 1, 6).astype(jnp.float16)}
         tx = mxopt.create("signum", learning_rate=0.01, wd_lh=0.1, multi_precision=True)
-        update = self.variant(tx.update)
-        state = tx.init(params)
-        for i in range(3):
-            grads = {"w": jnp.cos(jnp.arange(6.0) + i).astype(jnp.float16)}
-            updates, state = update(grads, state, params)
-            params = optax.apply_updates(params, updates)
-        master = state.master["w"]
-        assert master.dtype == jnp.float32 and params["w"].dtype == jnp.float16
-        assert optax.tree.get(state, "mom")["w"].dtype == jnp.float32
-        np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))
+        assert_float32_master(tx, self.variant(tx.update), ["mom"])
 
 
 def _steps(tx, params, grads_seq):
@@ -141,13 +132,7 @@ def test_momentum_averages_before_the_sign():
 def test_changing_hyperparameters_does_not_recompile():
     tx = mxopt.create("signum", momentum=0.9, wd_lh=0.0, learning_rate=0.1)
     params = {"w": jnp.ones(3)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+    step, traces = counting_step(tx)
 
     state = tx.init(params)
     params, state = step(params, state, {"w": jnp.ones(3)})
