@@ -34,3 +34,20 @@ def schedulers(draw):
         if kind == "PolyScheduler":
             kw["pwr"] = draw(st.sampled_from([0.5, 1, 2, 3]))
     return {"type": kind, "kwargs": kw}
+
+
+def base_arguments(draw, kw: dict, names, *, wd: float | None = 0.1,
+                   begin_num_update: int | None = None, lr_mults=(1.0, 0.5, 2.0)) -> tuple:
+    """``(kw, lr_mult, wd_mult)``: ``kw`` with some of MXNet's base arguments drawn into it,
+    each given or not (``wd`` up to ``wd``, ``rescale_grad``, ``clip_gradient``,
+    ``begin_num_update`` up to ``begin_num_update``; ``None``: never), and per-leaf
+    multipliers for ``names``. ``draw`` is a composite strategy's."""
+    for arg, low, high in (("wd", 0, wd), ("rescale_grad", 0.05, 2.0),
+                           ("clip_gradient", 0.05, 2.0)):
+        if high is not None and draw(st.booleans()):
+            kw[arg] = draw(floats(low, high))
+    if begin_num_update is not None and draw(st.booleans()):
+        kw["begin_num_update"] = draw(st.integers(0, begin_num_update))
+    lr_mult = {n: draw(st.sampled_from(lr_mults)) for n in names}
+    wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in names}
+    return kw, lr_mult, wd_mult

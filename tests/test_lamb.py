@@ -12,7 +12,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from steps import counting_step
-from strategies import floats
+from strategies import base_arguments, floats
 from trajectory import trajectory
 
 import mxopt
@@ -72,17 +72,8 @@ def configs(draw):
           "bias_correction": draw(st.booleans()),
           "lower_bound": draw(st.none() | floats(1e-3, 2.0)),
           "upper_bound": draw(st.none() | floats(0.5, 10.0))}
-    if draw(st.booleans()):
-        kw["wd"] = draw(floats(0, 0.1))
-    if draw(st.booleans()):
-        kw["rescale_grad"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["clip_gradient"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["begin_num_update"] = draw(st.integers(0, 500))
+    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, begin_num_update=500)
     rates = draw(st.lists(floats(1e-3, 0.1), min_size=6, max_size=6))
-    lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}
-    wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in SHAPES}
     return kw, rates, lr_mult, wd_mult
 
 

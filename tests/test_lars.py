@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
 from steps import assert_float32_master, counting_step
-from strategies import floats
+from strategies import base_arguments, floats
 from trajectory import trajectory
 
 import mxopt
@@ -104,14 +104,7 @@ def configs(draw):
         kw["learning_rate"] = draw(floats(1e-3, 0.5))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
-    for arg, low, high in (("wd", 0, 0.1), ("rescale_grad", 0.05, 2.0),
-                           ("clip_gradient", 0.05, 2.0)):
-        if draw(st.booleans()):
-            kw[arg] = draw(floats(low, high))
-    if draw(st.booleans()):
-        kw["begin_num_update"] = draw(st.integers(0, 20))
-    lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in NAMES}
-    wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in NAMES}
+    kw, lr_mult, wd_mult = base_arguments(draw, kw, NAMES, begin_num_update=20)
     return kw, lr_mult, wd_mult
 
 

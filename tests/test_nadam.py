@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler, optimizer_kwargs, trajectories
 from reference import base_rates
 from steps import assert_float32_master, counting_step
-from strategies import floats, schedulers
+from strategies import base_arguments, floats, schedulers
 
 import mxopt
 from mxopt.optimizers import nadam
@@ -121,16 +121,7 @@ def configs(draw):
         kw["learning_rate"] = draw(floats(1e-3, 0.05))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
-    if draw(st.booleans()):
-        kw["wd"] = draw(floats(0, 0.1))
-    if draw(st.booleans()):
-        kw["rescale_grad"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["clip_gradient"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["begin_num_update"] = draw(st.integers(0, 1000))
-    lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}
-    wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in SHAPES}
+    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, begin_num_update=1000)
     return kw, lr_mult, wd_mult
 
 

@@ -11,7 +11,7 @@ import pytest
 import reference
 from hypothesis import given, settings
 from steps import counting_step
-from strategies import floats, schedulers
+from strategies import base_arguments, floats, schedulers
 from trajectory import trajectory
 
 import mxopt
@@ -33,16 +33,7 @@ def configs(draw):
         kw["learning_rate"] = draw(floats(1e-3, 0.3))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
-    if draw(st.booleans()):
-        kw["wd"] = draw(floats(0, 0.1))
-    if draw(st.booleans()):
-        kw["rescale_grad"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["clip_gradient"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["begin_num_update"] = draw(st.integers(0, 20))
-    lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in NAMES}
-    wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in NAMES}
+    kw, lr_mult, wd_mult = base_arguments(draw, kw, NAMES, begin_num_update=20)
     return name, kw, lr_mult, wd_mult
 
 

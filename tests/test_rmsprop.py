@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
 from steps import counting_step
-from strategies import floats
+from strategies import base_arguments, floats
 from trajectory import train_on_large_float16_gradients
 
 import mxopt
@@ -77,16 +77,7 @@ def configs(draw):
         kw["lr_scheduler"] = {"type": "FactorScheduler", "kwargs": {
             "base_lr": draw(floats(0.001, 0.05)), "step": draw(st.integers(1, 3)),
             "factor": draw(floats(0.3, 1.0))}}
-    if draw(st.booleans()):
-        kw["wd"] = draw(floats(0, 0.1))
-    if draw(st.booleans()):
-        kw["rescale_grad"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["clip_gradient"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["begin_num_update"] = draw(st.integers(0, 20))
-    lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}
-    wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in SHAPES}
+    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, begin_num_update=20)
     return kw, lr_mult, wd_mult
 
 

@@ -10,7 +10,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from steps import assert_float32_master, counting_step
-from strategies import floats
+from strategies import base_arguments, floats
 from trajectory import trajectory
 
 import mxopt
@@ -50,14 +50,7 @@ def configs(draw):
           "wd_lh": draw(st.sampled_from([0.0]) | floats(0, 0.1))}
     if draw(st.booleans()):
         kw["learning_rate"] = draw(floats(1e-3, 0.1))
-    if draw(st.booleans()):
-        kw["wd"] = draw(floats(0, 0.5))
-    if draw(st.booleans()):
-        kw["rescale_grad"] = draw(floats(0.05, 2.0))
-    if draw(st.booleans()):
-        kw["clip_gradient"] = draw(floats(0.05, 2.0))
-    lr_mult = {n: draw(st.sampled_from([1.0, 0.5, 2.0])) for n in SHAPES}
-    wd_mult = {n: draw(st.sampled_from([1.0, 0.0, 1.5])) for n in SHAPES}
+    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, wd=0.5)
     return kw, lr_mult, wd_mult
 
 
