@@ -37,3 +37,13 @@ def assert_float32_master(tx: optax.GradientTransformation, update, fields, *, s
     for name in fields:
         assert optax.tree.get(state, name)["w"].dtype == jnp.float32, name
     np.testing.assert_array_equal(params["w"], master.astype(jnp.float16))
+
+
+def random_problem(shapes: dict, seed: int, steps: int = 6) -> tuple:
+    """``(params, grads)``: float32 params uniform in [-1, 1] of ``shapes``, and ``steps``
+    trees of standard normal gradients, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    params = {n: rng.uniform(-1, 1, s).astype(np.float32) for n, s in shapes.items()}
+    grads = [{n: rng.normal(0, 1, s).astype(np.float32) for n, s in shapes.items()}
+             for _ in range(steps)]
+    return params, grads

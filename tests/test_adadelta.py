@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
-from steps import counting_step
+from steps import counting_step, random_problem
 from strategies import base_arguments, floats
 from trajectory import train_on_large_float16_gradients
 
@@ -60,9 +60,7 @@ def configs(draw):
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
     kw, lr_mult, wd_mult = config
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in range(6)]
+    params, grads = random_problem(SHAPES, seed)
     expected = reference(kw, params, grads, wd_mult)
 
     tx = adadelta(lr_mult=lr_mult, wd_mult=wd_mult, **kw)

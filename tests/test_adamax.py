@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler
 from reference import base_rates
-from steps import assert_float32_master, counting_step
+from steps import assert_float32_master, counting_step, random_problem
 from strategies import base_arguments, floats, schedulers
 
 import mxopt
@@ -83,19 +83,11 @@ def _trajectory(tx, params, grads_seq):
     return out
 
 
-def _problem(seed, steps=6):
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()}
-             for _ in range(steps)]
-    return params, grads
-
-
 @settings(max_examples=20, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
     kw, lr_mult, wd_mult = config
-    params, grads = _problem(seed)
+    params, grads = random_problem(SHAPES, seed)
     expected = reference(kw, params, grads, lr_mult, wd_mult)
 
     mx_kw = dict(kw)
@@ -111,7 +103,7 @@ def test_matches_numpy_reference(config, seed):
 
 def test_epsilon_form_matches_reference():
     # MXNet.jl's AdaMax: u + epsilon divides; no rescale, clip or decay here.
-    params, grads = _problem(3)
+    params, grads = random_problem(SHAPES, 3)
     expected = reference({"learning_rate": 0.01, "beta1": 0.8, "beta2": 0.99}, params, grads,
                          dict.fromkeys(SHAPES, 1.0), dict.fromkeys(SHAPES, 0.0), epsilon=0.5)
     tx = optax.chain(scale_by_adamax(0.8, 0.99, epsilon=0.5), mxopt.scale_by_learning_rate(0.01))
@@ -172,7 +164,7 @@ class LayoutTest(chex.TestCase):
 
 
 def test_changing_hyperparameters_does_not_recompile():
-    params, grads = _problem(5, steps=4)
+    params, grads = random_problem(SHAPES, 5, 4)
     values = [dict(learning_rate=0.01 / (i + 1), beta1=0.5 + 0.1 * i, beta2=0.9 + 0.02 * i,
                    wd=0.01 * i) for i in range(4)]
     tx = adamax(wd=1e-3)  # a live wd: from 0, the off value, setting it compiles once more

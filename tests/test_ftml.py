@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
-from steps import counting_step
+from steps import counting_step, random_problem
 from strategies import base_arguments, floats
 from trajectory import trajectory
 
@@ -67,9 +67,7 @@ def configs(draw):
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
     kw, rates, lr_mult, wd_mult = config
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in rates]
+    params, grads = random_problem(SHAPES, seed, len(rates))
     expected = reference(kw, params, grads, rates, lr_mult, wd_mult)
     got = trajectory(ftml(lr_mult=lr_mult, wd_mult=wd_mult, **kw), params, grads, rates)
     for p, want in zip(got, expected):
@@ -81,9 +79,7 @@ def test_zero_learning_rate_is_the_limit_of_small_ones():
     # MXNet divides by lr = 0 and gets NaN; mxopt takes no step, which is
     # where lr -> 0 leads (here a float64 reference at lr = 1e-9), and the
     # steps after it go on from there.
-    rng = np.random.default_rng(0)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in range(4)]
+    params, grads = random_problem(SHAPES, 0, 4)
     kw, ones = {"beta1": 0.6, "beta2": 0.99, "wd": 0.01}, dict.fromkeys(SHAPES, 1.0)
     got = trajectory(ftml(**kw), params, grads, [0.05, 0.0, 0.05, 0.02])
     limit = reference(kw, params, grads, [0.05, 1e-9, 0.05, 0.02], ones, ones, dtype=np.float64)

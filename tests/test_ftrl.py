@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler
 from reference import base_rates
-from steps import assert_float32_master, counting_step
+from steps import assert_float32_master, counting_step, random_problem
 from strategies import base_arguments, floats, schedulers
 
 import mxopt
@@ -89,9 +89,7 @@ def _trajectory(tx, params, grads_seq):
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
     kw, lr_mult, wd_mult = config
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in range(6)]
+    params, grads = random_problem(SHAPES, seed)
     expected = reference(kw, params, grads, lr_mult, wd_mult)
 
     mx_kw = dict(kw)

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
-from steps import counting_step
+from steps import counting_step, random_problem
 from strategies import base_arguments, floats
 from trajectory import trajectory
 
@@ -81,9 +81,7 @@ def configs(draw):
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
     kw, rates, lr_mult, wd_mult = config
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in rates]
+    params, grads = random_problem(SHAPES, seed, len(rates))
     expected = reference(kw, params, grads, rates, lr_mult, wd_mult)
 
     tx = lamb(lr_mult=lr_mult, wd_mult=wd_mult, **kw)

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from steps import random_problem
 from strategies import floats
 
 import mxopt
@@ -20,9 +21,7 @@ SHAPES = {"fc_weight": (3, 4), "fc_bias": (4,)}
 @settings(max_examples=20, deadline=None)
 @given(floats(0.05, 2.0), st.integers(0, 2**31 - 1))
 def test_adds_the_rescaled_gradient_and_ignores_the_rest(rescale_grad, seed):
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in range(4)]
+    params, grads = random_problem(SHAPES, seed, 4)
     # MXNet's Test takes and ignores the learning rate, clipping and weight decay.
     tx = mxopt.create("test", rescale_grad=rescale_grad, learning_rate=0.5, wd=0.1,
                       clip_gradient=0.01, lr_mult={"fc_bias": 3.0})

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from mxnet_fixtures import make_scheduler, optimizer_kwargs, trajectories
 from reference import base_rates
-from steps import assert_float32_master, counting_step
+from steps import assert_float32_master, counting_step, random_problem
 from strategies import base_arguments, floats, schedulers
 
 import mxopt
@@ -125,19 +125,11 @@ def configs(draw):
     return kw, lr_mult, wd_mult
 
 
-def _problem(seed, steps=6, shapes=SHAPES):
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in shapes.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in shapes.items()}
-             for _ in range(steps)]
-    return params, grads
-
-
 @settings(max_examples=20, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
     kw, lr_mult, wd_mult = config
-    params, grads = _problem(seed)
+    params, grads = random_problem(SHAPES, seed)
     expected = reference(kw, params, grads, lr_mult, wd_mult,
                          base_rates(kw, len(grads), 0.001))
     mx_kw = dict(kw)
@@ -149,7 +141,7 @@ def test_matches_numpy_reference(config, seed):
 
 def test_a_leaf_does_not_depend_on_the_others():
     # MXNet 1.9.1's steps change with the number of parameters; the documented ones do not.
-    params, grads = _problem(11)
+    params, grads = random_problem(SHAPES, 11)
     alone = _trajectory(nadam(learning_rate=0.01), {"fc_bias": params["fc_bias"]},
                         [{"fc_bias": g["fc_bias"]} for g in grads])
     together = _trajectory(nadam(learning_rate=0.01), params, grads)
@@ -159,7 +151,7 @@ def test_a_leaf_does_not_depend_on_the_others():
 
 def test_warmup_shape_for_mxnet_jl():
     # MXNet.jl's NadamScheduler takes the warm-up's gamma and alpha as arguments.
-    params, grads = _problem(4)
+    params, grads = random_problem(SHAPES, 4)
     ones, zeros = dict.fromkeys(SHAPES, 1.0), dict.fromkeys(SHAPES, 0.0)
     kw = {"beta1": 0.99, "beta2": 0.999, "epsilon": 1e-8, "schedule_decay": 0.004}
     expected = reference(kw, params, grads, ones, zeros, [0.01] * len(grads), gamma=0.3,
@@ -206,7 +198,7 @@ class LayoutTest(chex.TestCase):
 
 
 def test_changing_hyperparameters_does_not_recompile():
-    params, grads = _problem(5, steps=4)
+    params, grads = random_problem(SHAPES, 5, 4)
     values = [dict(learning_rate=0.01 / (i + 1), beta1=0.5 + 0.1 * i, beta2=0.9 + 0.02 * i,
                    epsilon=1e-8 * (i + 1), schedule_decay=0.004 * i) for i in range(4)]
     tx = nadam()

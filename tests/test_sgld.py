@@ -17,6 +17,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
+from steps import random_problem
 from strategies import base_arguments, floats
 from trajectory import trajectory
 
@@ -69,9 +70,7 @@ def configs(draw):
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_deterministic_part_matches_numpy_reference(config, seed):
     kw, lr_mult, wd_mult = config
-    rng = np.random.default_rng(seed)
-    params = {n: rng.uniform(-1, 1, s).astype(F32) for n, s in SHAPES.items()}
-    grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in SHAPES.items()} for _ in range(6)]
+    params, grads = random_problem(SHAPES, seed)
     expected = reference(kw, params, grads, lr_mult, wd_mult)
 
     mx_kw = dict(kw)
