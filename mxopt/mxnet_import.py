@@ -15,34 +15,18 @@ MXNet; this module turns what they hold into mxopt's:
   taken; :func:`index_state` does it for one index, and
   :class:`mxopt.optimizer.Updater` uses it for ``set_states``.
 
-MXNet's state of one parameter, by optimizer (``mom`` is None at momentum
-0; signum's is the negated running mean of the gradients mxopt keeps), and
-with ``multi_precision`` for a float16 weight::
-
-    sgd, nag, ccsgd      mom                      (mom, weight32)
-    signum               -mom                     (weight32, -mom)
-    dcasgd               (mom, previous_weight)   (weight32, (mom, previous_weight))
-    adam, lamb           (mean, var)              (weight32, (mean, var))
-    adamax               (mean, u)                (weight32, (mean, u))
-    ftml                 (d, v, z)                (weight32, (d, v, z))
-    ftrl                 (z, n)                   (weight32, (z, n))
-    adadelta             (acc_g, acc_delta)       (weight32, (acc_g, acc_delta))
-    rmsprop              (n,)                     (weight32, (n,))
-    rmsprop, centered    (n, g, delta)            (weight32, (n, g, delta))
-    adagrad, groupadagrad  history                (weight32, history)
-    sgld                 None                     (weight32, None)
-    test                 weight                   (weight32, weight)
-
-Not imported: ``nadam``, whose MXNet momentum schedule is a product over
-every parameter's update (see docs/mxnet_differences.md), so its saved
-value has no mxopt equivalent; ``lars`` and ``lbsgd``, which keep part of
-their state in the optimizer object itself.
+How MXNet's ``create_state`` nests the state of one parameter is part of
+each optimizer's declaration (:attr:`mxopt.registry.MXNet.state`): Adam's is
+``(mean, var)``, and ``(weight32, (mean, var))`` with ``multi_precision``
+for a float16 weight; SGD's is ``mom`` (None at momentum 0), and
+``(mom, weight32)``. An optimizer whose saved states have no mxopt
+equivalent says why there (``nadam``, ``lars``, ``lbsgd``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -50,46 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mxopt import counting, schedules
+from mxopt import counting, registry, schedules
 from mxopt.mxnet_files import MXNetObject, MXNetStates, load_states
-from mxopt.optimizer import Index, Optimizer
+from mxopt.optimizer import Index, Optimizer, class_for
 from mxopt.structure import map_states, named_leaves
 
 Source = str | os.PathLike | bytes | MXNetStates
 
-class _Negated(str):
-    """An mxopt state field that MXNet keeps with the opposite sign."""
-
-
-def _momentum(optimizer: Optimizer) -> str | None:
-    return "trace" if optimizer.momentum else None
-
-
-# Each optimizer's state of one parameter, as MXNet's create_state makes it,
-# with the name of the mxopt state field each array goes to.
-_LAYOUTS: dict[str, Callable[[Optimizer], Any]] = {
-    "sgd": _momentum,
-    "ccsgd": _momentum,
-    "nag": _momentum,
-    # MXNet's signum_update keeps mom = momentum * mom - (1 - momentum) * g.
-    "signum": lambda o: _Negated("mom") if o.momentum else None,
-    "dcasgd": lambda o: (_momentum(o), "previous_weight"),
-    "adam": lambda o: ("mean", "var"),
-    "lamb": lambda o: ("mean", "var"),
-    "adamax": lambda o: ("mean", "norm"),
-    "ftml": lambda o: ("d", "v", "z"),
-    "ftrl": lambda o: ("z", "n"),
-    "adadelta": lambda o: ("acc_g", "acc_delta"),
-    "rmsprop": lambda o: ("mean_square", "mean", "delta") if o.centered else ("mean_square",),
-    "adagrad": lambda o: "history",
-    "groupadagrad": lambda o: "history",
-    "sgld": lambda o: None,
-    "test": lambda o: "weight",
-}
-# Their own create_state_multi_precision puts the master copy last.
-_MASTER_LAST = {"sgd", "ccsgd", "nag"}
-# MXNet attributes that mxopt's constructors call by another name.
-_RENAMED = {"float_stable_eps": "eps", "lr": "learning_rate", "idx2name": "param_idx2name"}
+# MXNet's base-class attributes that mxopt's constructors call by another name
+# (an optimizer's own are in its declaration: mxopt.registry.MXNet.renamed).
+_RENAMED = {"lr": "learning_rate", "idx2name": "param_idx2name"}
 _SCHEDULERS = {
     "FactorScheduler": ("step", "factor", "stop_factor_lr"),
     "MultiFactorScheduler": ("step", "factor"),
@@ -151,10 +105,9 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
         raise MXNetImportError("the states file holds no optimizer (it was saved without "
                                "dump_optimizer, as Module.save_optimizer_states does); build "
                                "the optimizer with mxopt.optimizer.create(...) instead")
-    klass = Optimizer.opt_registry.get(pickled.name.lower())
-    if klass is None:
-        raise MXNetImportError(f"no mxopt optimizer for MXNet's {pickled.name}")
-    a = {_RENAMED.get(k, k): _plain(v) for k, v in pickled.attributes.items()}
+    klass = _class_named(pickled.name)
+    renamed = {**_RENAMED, **klass.mxnet_facts().renamed}
+    a = {renamed.get(k, k): _plain(v) for k, v in pickled.attributes.items()}
     missing = sorted({"sym_info", "lr_mult", "wd_mult", "num_update", "_index_update_count"}
                      - set(a))
     if missing:
@@ -165,7 +118,7 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
             if not isinstance(a["lr_scheduler"], MXNetObject):
                 raise MXNetImportError(f"the lr_scheduler is a {type(a['lr_scheduler']).__name__}")
             a["lr_scheduler"] = import_scheduler(a["lr_scheduler"])
-            if pickled.name == "Ftrl":  # its learning_rate never reaches the scheduler in MXNet
+            if klass.mxnet_facts().scheduler_ignores_learning_rate:
                 a.pop("learning_rate", None)
         accepted = {*klass.defaults(), "param_idx2name"}
         optimizer = klass(**{k: v for k, v in a.items() if k in accepted})
@@ -179,15 +132,24 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
     return optimizer
 
 
+def _class_named(mxnet_class: str) -> type[Optimizer]:
+    """The object class of the declaration of MXNet's class ``mxnet_class``."""
+    for declaration in registry.declarations():
+        if declaration.mxnet.class_name == mxnet_class:
+            return class_for(declaration)
+    raise MXNetImportError(f"no mxopt optimizer for MXNet's {mxnet_class}")
+
+
 def _layout(optimizer: Optimizer, dtype: np.dtype) -> Any:
-    name = type(optimizer).__name__.lower()
-    if name not in _LAYOUTS:
-        raise MXNetImportError(f"importing MXNet's {type(optimizer).__name__} states is not "
-                               f"supported; supported: {', '.join(sorted(_LAYOUTS))}")
-    inner = _LAYOUTS[name](optimizer)
+    """How MXNet nests the state of a weight of ``dtype``, from the optimizer's declaration."""
+    facts = optimizer.mxnet_facts()
+    if isinstance(facts.state, registry.Unimportable):
+        raise MXNetImportError(f"importing MXNet's {facts.class_name} states is not supported: "
+                               f"{facts.state.reason}")
+    inner = facts.layout(optimizer._args)
     if not (optimizer.multi_precision and dtype == np.float16):
         return inner
-    return (inner, "master") if name in _MASTER_LAST else ("master", inner)
+    return (inner, "master") if facts.master_last else ("master", inner)
 
 
 def _describe(value: Any) -> str:
@@ -209,7 +171,7 @@ def _slots(layout: Any, state: Any, where: str) -> dict[str, np.ndarray]:
         if not isinstance(state, np.ndarray):
             raise MXNetImportError(f"{where}: expected an array ({layout}), MXNet saved "
                                    f"{_describe(state)}")
-        return {layout: -state if isinstance(layout, _Negated) else state}
+        return {layout: -state if isinstance(layout, registry.Negated) else state}
     if not isinstance(state, (tuple, list)) or len(state) != len(layout):
         raise MXNetImportError(f"{where}: expected a tuple of {len(layout)} ({layout}), MXNet "
                                f"saved {_describe(state)}; was it saved by this optimizer, "

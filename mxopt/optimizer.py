@@ -31,7 +31,7 @@ import dataclasses
 import inspect
 import reprlib
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -40,7 +40,6 @@ import numpy as np
 import optax
 
 from mxopt import counting, hyperparams, npz, optimizers, registry, schedules, validation
-from mxopt.optimizers.lars import is_exempt
 from mxopt.reading import DEFAULT_LIMITS, ReadLimits
 from mxopt.structure import check_trees, named_leaves
 
@@ -78,16 +77,22 @@ class Optimizer:
     at the next update. Arguments that shape the update (``multi_precision``,
     ``lr_scheduler``, ``centered``, ...) are fixed once built.
 
-    A subclass names its pure transformation in ``transform``: a function of
-    the keyword arguments (the base ones included, see
+    Every optimizer of :mod:`mxopt.registry` has its class here, named as
+    MXNet's (``SGD``, ``AdaGrad``, ...) and made from its declaration. A
+    subclass of one's own names its pure transformation in ``transform``: a
+    function of the keyword arguments (the base ones included, see
     :class:`mxopt.optimizers.Base`) returning an optax transformation.
     :meth:`register` makes it available by name.
     """
 
-    opt_registry: ClassVar[dict[str, type[Optimizer]]] = {}
+    opt_registry: ClassVar[MutableMapping[str, type[Optimizer]]]  # set below: _ClassRegistry
     transform: ClassVar[Callable[..., optax.GradientTransformation] | None] = None
-    # Names from param_idx2name that keep weight decay by default (set_wd_mult).
-    decayed_suffixes: ClassVar[tuple[str, ...]] = ("_weight", "_gamma")
+
+    @classmethod
+    def mxnet_facts(cls) -> registry.MXNet:
+        """What MXNet knows of the class's optimizer (:class:`mxopt.registry.MXNet`): its
+        transform's declaration, or a class of this name without declared facts."""
+        return registry.mxnet_facts(cls.transform) or registry.MXNet(cls.__name__)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -136,6 +141,7 @@ class Optimizer:
         object.__setattr__(self, "_probe", probe)
         object.__setattr__(self, "_tunable", frozenset(held & set(args)))
         self._multiplied = tuple(kind for kind in ("lr", "wd") if f"{kind}_mult" in held)
+        self._mxnet = self.mxnet_facts()
         self._steps: dict[tuple, Callable] = {}
         self.idx2name = dict(param_idx2name or {})
         self.param_dict = param_dict or {}  # not copied: Gluon's Trainer shares it
@@ -207,13 +213,14 @@ class Optimizer:
     def set_wd_mult(self, args_wd_mult: Mapping[Index, float]) -> None:
         """Sets weight-decay multipliers by parameter name or index.
 
-        As in MXNet, names from ``param_idx2name`` that end in none of
-        ``decayed_suffixes`` (``_weight`` and ``_gamma``; LARS: ``_weight``
-        only) get 0, so biases and BatchNorm's beta are not decayed; then
+        As in MXNet, names from ``param_idx2name`` that end in none of the
+        optimizer's ``decayed_suffixes`` (:class:`mxopt.registry.MXNet`:
+        ``_weight`` and ``_gamma``; LARS: ``_weight`` only) get 0, so biases
+        and BatchNorm's beta are not decayed; then
         ``sym``'s ``__wd_mult__`` attributes apply, then ``args_wd_mult``.
         """
         no_decay = {n: 0.0 for n in self.idx2name.values()
-                    if not n.endswith(self.decayed_suffixes)}
+                    if not n.endswith(self._mxnet.decayed_suffixes)}
         self.wd_mult = {**no_decay, **_sym_multipliers(self.sym_info, "__wd_mult__"),
                         **_multipliers("args_wd_mult", args_wd_mult)}
 
@@ -254,8 +261,7 @@ class Optimizer:
 
     def _index_arguments(self, index: Index) -> dict[str, Any]:
         """Transform arguments that differ between indices, hashable (LARS's exemption)."""
-        del index
-        return {}
+        return self._mxnet.index_arguments(self._args, self.idx2name.get(index, str(index)))
 
     def _hyper(self, index: Index) -> dict[str, jax.Array]:
         """The index's current hyperparameters, encoded for :func:`hyperparams.assign`."""
@@ -463,22 +469,24 @@ class Optimizer:
     def register(klass: type[Optimizer]) -> type[Optimizer]:
         """Registers an Optimizer subclass under its lower-cased name (a class decorator).
 
-        Its ``transform`` joins :mod:`mxopt.registry` too, so
-        :func:`mxopt.create` finds it. Replacing a name warns, as in MXNet.
+        Its ``transform`` is registered in :mod:`mxopt.registry` under that
+        name, with the MXNet facts of its transform's declaration if it has
+        one, so :func:`mxopt.create` finds it. Replacing a name warns, as in MXNet.
         """
         if not (isinstance(klass, type) and issubclass(klass, Optimizer)):
             raise TypeError(f"register takes an Optimizer subclass, got {klass!r}")
         if klass.transform is None:
             raise TypeError(f"{klass.__name__} has no transform to register")
         name = klass.__name__.lower()
-        previous = Optimizer.opt_registry.get(name)
-        if previous is not None and previous is not klass:
+        declared = registry.declaration(name) if name in registry.registered_names() else None
+        if declared is None or not declared.builds_with(klass.transform):
+            facts = dataclasses.replace(klass.mxnet_facts(), class_name=klass.__name__)
+            registry.register(klass.transform, name=name, mxnet=facts)  # warns if it replaces
+            declared = registry.declaration(name)
+        elif _CLASSES.get(declared, klass) is not klass:
             warnings.warn(f"optimizer {name!r} is overridden by "
                           f"{klass.__module__}.{klass.__qualname__}", stacklevel=2)
-        Optimizer.opt_registry[name] = klass
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            registry.register(klass.transform, name=name)
+        _CLASSES[declared] = klass
         return klass
 
     @staticmethod
@@ -487,11 +495,49 @@ class Optimizer:
 
         Names registered only as functions (:func:`mxopt.register`) work too.
         """
-        key = name.lower() if isinstance(name, str) else name
-        if key not in Optimizer.opt_registry:
-            transform = registry.lookup(name)  # ValueError for an unknown name, listing all
-            Optimizer.opt_registry[key] = type(key, (Optimizer,), {"transform": transform})
-        return Optimizer.opt_registry[key](**kwargs)
+        return class_for(registry.declaration(name))(**kwargs)
+
+
+_CLASSES: dict[registry.Declaration, type[Optimizer]] = {}
+
+
+def class_for(declaration: registry.Declaration) -> type[Optimizer]:
+    """The object class of a registered optimizer: the one registered with it
+    (:meth:`Optimizer.register`), or one named as MXNet's, made once."""
+    if declaration not in _CLASSES:
+        name = declaration.mxnet.class_name
+        _CLASSES[declaration] = type(name, (Optimizer,), {
+            "transform": declaration.constructor, "__module__": __name__, "__qualname__": name})
+    return _CLASSES[declaration]
+
+
+class _ClassRegistry(MutableMapping):
+    """MXNet's ``Optimizer.opt_registry``: lower-cased name -> class, a view of
+    :mod:`mxopt.registry` (assigning registers, deleting unregisters)."""
+
+    def __getitem__(self, name: str) -> type[Optimizer]:
+        try:
+            return class_for(registry.declaration(name))
+        except ValueError:
+            raise KeyError(name) from None
+
+    def __setitem__(self, name: str, klass: type[Optimizer]) -> None:
+        if name.lower() != klass.__name__.lower():
+            raise ValueError(f"opt_registry[{name!r}]: MXNet registers a class under its "
+                             f"lower-cased name, {klass.__name__.lower()!r}")
+        Optimizer.register(klass)
+
+    def __delitem__(self, name: str) -> None:
+        _CLASSES.pop(registry.unregister(name), None)
+
+    def __iter__(self):
+        return iter(registry.registered_names())
+
+    def __len__(self) -> int:
+        return len(registry.registered_names())
+
+
+Optimizer.opt_registry = _ClassRegistry()
 
 
 def _keywords(function: Callable, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -563,106 +609,8 @@ register = Optimizer.register
 create = Optimizer.create_optimizer
 
 
-@register
-class SGD(Optimizer):
-    transform = optimizers.sgd
-
-
-@register
-class NAG(Optimizer):
-    transform = optimizers.nag
-
-
-@register
-class ccSGD(Optimizer):  # noqa: N801 (MXNet's name)
-    transform = optimizers.ccsgd
-
-
-@register
-class Signum(Optimizer):
-    transform = optimizers.signum
-
-
-@register
-class DCASGD(Optimizer):
-    transform = optimizers.dcasgd
-
-
-@register
-class SGLD(Optimizer):
-    transform = optimizers.sgld
-
-
-@register
-class LARS(Optimizer):
-    transform = optimizers.lars
-    decayed_suffixes = ("_weight",)  # MXNet's LARS.set_wd_mult
-
-    def _index_arguments(self, index):
-        if self._args["exempt"] is not None:
-            return {}
-        # One index's update sees one unnamed leaf: MXNet's rule takes the index's name.
-        return {"exempt": is_exempt(self.idx2name.get(index, str(index)))}
-
-
-@register
-class LBSGD(Optimizer):
-    transform = optimizers.lbsgd
-
-
-@register
-class Adam(Optimizer):
-    transform = optimizers.adam
-
-
-@register
-class Adamax(Optimizer):
-    transform = optimizers.adamax
-
-
-@register
-class Nadam(Optimizer):
-    transform = optimizers.nadam
-
-
-@register
-class LAMB(Optimizer):
-    transform = optimizers.lamb
-
-
-@register
-class FTML(Optimizer):
-    transform = optimizers.ftml
-
-
-@register
-class Ftrl(Optimizer):
-    transform = optimizers.ftrl
-
-
-@register
-class AdaGrad(Optimizer):
-    transform = optimizers.adagrad
-
-
-@register
-class GroupAdaGrad(Optimizer):
-    transform = optimizers.groupadagrad
-
-
-@register
-class AdaDelta(Optimizer):
-    transform = optimizers.adadelta
-
-
-@register
-class RMSProp(Optimizer):
-    transform = optimizers.rmsprop
-
-
-@register
-class Test(Optimizer):
-    transform = optimizers.mxnet_test
+# MXNet's classes, SGD to Test, one for each declaration (mxopt.registry).
+globals().update({d.mxnet.class_name: class_for(d) for d in registry.declarations()})
 
 
 class Updater:

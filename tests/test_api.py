@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import mxopt
-from mxopt.registry import _REGISTRY
+from mxopt.registry import lookup
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def test_formula_is_in_the_docstring(name):
 
 @pytest.mark.parametrize("name", mxopt.registered_names())
 def test_optimizer_docstring_gives_formula_and_arguments(name):
-    constructor = _REGISTRY[name]
+    constructor = lookup(name)
     doc = constructor.__doc__
     assert "=" in doc or "<-" in doc, f"{name}: no update formula"
     own = [p.name for p in inspect.signature(constructor).parameters.values()

@@ -164,7 +164,8 @@ def test_momentum_zero_keeps_no_buffer():
     assert sum(x.size for x in jax.tree.leaves(state)) < 10
 
 
-def test_registry():
+def test_registry(monkeypatch):
+    monkeypatch.setattr(mxopt.registry, "_DECLARATIONS", dict(mxopt.registry._DECLARATIONS))
     assert {"sgd", "nag", "adam"} <= set(mxopt.registered_names())
     assert mxopt.create("SGD", momentum=0.9) is not None
     with pytest.raises(ValueError, match="unknown optimizer 'sgdd'.*adam.*nag.*sgd"):

@@ -162,7 +162,7 @@ def _value(value) -> str:
 
 def _arguments(name: str, constructor, built, mxnet: dict) -> list[str]:
     """The argument table: the optimizer's own, then MXNet's base ones, in signature order."""
-    from mxopt.optimizers._base import BASE_ARGS
+    from mxopt.base import BASE_ARGS
 
     mxnet_defaults = {**mxnet["base"], **mxnet["optimizers"].get(name, {})}
     parameters = inspect.signature(constructor).parameters
@@ -184,7 +184,7 @@ def _example(name: str, constructor, class_name: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # ccsgd's
         rate = constructor().learning_rate
-    from mxopt.optimizers._base import BASE_ARGS
+    from mxopt.base import BASE_ARGS
 
     own = [f"{p.name}={p.default!r}" for p in inspect.signature(constructor).parameters.values()
            if p.name not in (*BASE_ARGS, "lazy_update")]

@@ -3,7 +3,7 @@
 Importing this package registers every one with :mod:`mxopt.registry`.
 """
 
-from mxopt.optimizers._base import Base
+from mxopt.base import Base
 from mxopt.optimizers.adadelta import adadelta
 from mxopt.optimizers.adagrad import adagrad, groupadagrad
 from mxopt.optimizers.adam import adam

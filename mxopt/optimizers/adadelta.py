@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import ExactDecayRate, Given, Positive
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -66,7 +66,7 @@ def scale_by_adadelta(rho: float = 0.9, epsilon: float = 1e-5) -> optax.Gradient
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register
+@register(mxnet=MXNet("AdaDelta", state=("acc_g", "acc_delta")))
 @optimizer
 def adadelta(rho: float = 0.9, epsilon: float = 1e-5, *,
              base: Base) -> optax.GradientTransformation:

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import validation
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, Positive
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import Base, optimizer
 from mxopt.packing import refuse_packed
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import named_leaves, readable
 
@@ -101,7 +101,8 @@ def scale_by_group_adagrad(eps: float = 1e-5) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, inner.update)
 
 
-@register
+# MXNet keeps eps as float_stable_eps.
+@register(mxnet=MXNet("AdaGrad", state="history", renamed={"float_stable_eps": "eps"}))
 @optimizer
 def adagrad(eps: float = 1e-7, *, base: Base) -> optax.GradientTransformation:
     """MXNet's ``adagrad`` (Duchi, Hazan & Singer, 2011, JMLR 12).
@@ -123,7 +124,7 @@ def adagrad(eps: float = 1e-7, *, base: Base) -> optax.GradientTransformation:
                       base.scale_by_learning_rate())
 
 
-@register
+@register(mxnet=MXNet("GroupAdaGrad", state="history", renamed={"float_stable_eps": "eps"}))
 @optimizer
 def groupadagrad(eps: float = 1e-5, *, base: Base) -> optax.GradientTransformation:
     """MXNet's contrib ``groupadagrad``: AdaGrad with one step size per row.

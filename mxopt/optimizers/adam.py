@@ -5,11 +5,11 @@ from __future__ import annotations
 import optax
 
 from mxopt import transforms
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.base import Base, optimizer
+from mxopt.registry import MXNet, register
 
 
-@register
+@register(mxnet=MXNet("Adam", state=("mean", "var")))
 @optimizer
 def adam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
          epsilon: float = 1e-8, lazy_update: bool = True, *,

@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mxopt.base import Base, optimizer
 from mxopt.counting import counted
 from mxopt.hyperparams import DecayRate, ExactDecayRate, Given, Positive
 from mxopt.numerics import complement, like, one_minus_power, tree_map, unzip
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -78,7 +78,7 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | N
                    begin_num_update=begin_num_update)
 
 
-@register
+@register(mxnet=MXNet("Adamax", state=("mean", "norm")))
 @optimizer
 def adamax(learning_rate: float | None = 0.002, beta1: float = 0.9, beta2: float = 0.999, *,
            base: Base) -> optax.GradientTransformation:

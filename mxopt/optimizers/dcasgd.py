@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import transforms
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, NonNegative
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.optimizers.sgd import momentum_state
+from mxopt.registry import MXNet, register
 from mxopt.structure import LikeParams, readable
 
 
@@ -52,7 +53,8 @@ def add_delay_compensation(lamda: float = 0.04) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register
+@register(mxnet=MXNet("DCASGD", state=lambda arguments: (momentum_state(arguments),
+                                                          "previous_weight")))
 @optimizer
 def dcasgd(momentum: float = 0.0, lamda: float = 0.04, *,
            base: Base) -> optax.GradientTransformation:

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import transforms
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import like, one_minus_float32_power, tree_map, unzip
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -85,7 +85,7 @@ def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: floa
     return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
-@register
+@register(mxnet=MXNet("FTML", state=("d", "v", "z")))
 @optimizer
 def ftml(beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8, *,
          base: Base) -> optax.GradientTransformation:

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import multipliers
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, Multipliers, NonNegative
 from mxopt.multipliers import MultiplierSpec
 from mxopt.numerics import like, tree_map, unzip
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 from mxopt.transforms import LearningRate, LearningRateState
@@ -97,7 +97,7 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
     return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
-@register
+@register(mxnet=MXNet("Ftrl", state=("z", "n"), scheduler_ignores_learning_rate=True))
 @optimizer
 def ftrl(lamda1: float = 0.01, learning_rate: float | None = None, beta: float = 1.0, *,
          base: Base) -> optax.GradientTransformation:

@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mxopt.base import Base, optimizer
 from mxopt.counting import counted
 from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import like, one_minus_float32_power, tree_map
-from mxopt.optimizers._base import Base, optimizer
 from mxopt.packing import leaf_sums
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -130,7 +130,7 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register
+@register(mxnet=MXNet("LAMB", state=("mean", "var")))
 @optimizer
 def lamb(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
          epsilon: float = 1e-6, lower_bound: float | None = None,

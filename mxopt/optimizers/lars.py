@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import hyperparams, transforms
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, NonNegative
 from mxopt.multipliers import MultiplierSpec
-from mxopt.optimizers._base import Base, optimizer
 from mxopt.packing import refuse_packed
 from mxopt.precision import multi_precision
-from mxopt.registry import register
+from mxopt.registry import MXNet, Unimportable, register
 from mxopt.structure import leaf_name, readable
 
 # MXNet skips the trust ratio for parameters whose names end so (biases and
@@ -177,7 +177,19 @@ def on_master_copies(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register
+# MXNet's LARS and LBSGD keep the previous rate, or the accumulated gradients, in the object.
+STATE_IN_THE_OBJECT = Unimportable("MXNet keeps part of its state in the optimizer object itself")
+
+
+def exemption_by_index(arguments, name: str) -> dict:
+    """MXNet's object updates one index at a time, a leaf without a name: the rule of
+    :func:`is_exempt` takes the index's name (an ``exempt`` given applies as it is)."""
+    return {} if arguments["exempt"] is not None else {"exempt": is_exempt(name)}
+
+
+# MXNet's LARS.set_wd_mult decays "_weight" parameters only.
+@register(mxnet=MXNet("LARS", state=STATE_IN_THE_OBJECT, decayed_suffixes=("_weight",),
+                      index_arguments=exemption_by_index))
 @optimizer
 def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, eps: float = 0,
          momentum_correction: bool = True, *, exempt: Exemption = None,

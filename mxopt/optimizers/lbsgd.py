@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import transforms, validation
+from mxopt.base import Base, optimizer
 from mxopt.multipliers import MultiplierSpec
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.optimizers.lars import sum_of_squares
+from mxopt.optimizers.lars import STATE_IN_THE_OBJECT, sum_of_squares
 from mxopt.packing import refuse_packed
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import readable
 
@@ -123,7 +123,7 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
     return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
-@register
+@register(mxnet=MXNet("LBSGD", state=STATE_IN_THE_OBJECT))
 @optimizer
 def lbsgd(momentum: float = 0.0, multi_precision: bool = False, warmup_strategy: str = "linear",
           warmup_epochs: int = 5, batch_scale: int = 1, updates_per_epoch: int = 32,

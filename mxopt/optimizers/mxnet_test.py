@@ -6,9 +6,9 @@ from typing import NamedTuple
 
 import optax
 
+from mxopt.base import Base, optimizer
 from mxopt.numerics import tree_map
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -33,7 +33,7 @@ def remember_weight() -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register(name="test")
+@register(name="test", mxnet=MXNet("Test", state="weight"))
 @optimizer
 def mxnet_test(*, base: Base) -> optax.GradientTransformation:
     """MXNet's ``test`` optimizer, which MXNet's own unit tests use.

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import validation
+from mxopt.base import Base, optimizer
 from mxopt.counting import counted
 from mxopt.hyperparams import ExactDecayRate, Given, NonNegative, Positive
 from mxopt.numerics import complement, like, one_minus_power, tree_map, unzip
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, Unimportable, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -137,7 +137,9 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
                    begin_num_update=begin_num_update)
 
 
-@register
+@register(mxnet=MXNet("Nadam", state=Unimportable(
+    "MXNet's momentum schedule is a product over every parameter's update (see "
+    "docs/mxnet_differences.md): its saved value has no mxopt equivalent")))
 @optimizer
 def nadam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
           epsilon: float = 1e-8, schedule_decay: float = 0.004, *,

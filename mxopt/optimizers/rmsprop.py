@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import transforms, validation
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -142,7 +142,8 @@ def clip_new_weights(bound: float | None = None) -> optax.GradientTransformation
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register
+@register(mxnet=MXNet("RMSProp", state=lambda arguments: (
+    ("mean_square", "mean", "delta") if arguments["centered"] else ("mean_square",))))
 @optimizer
 def rmsprop(learning_rate: float | None = 0.001, gamma1: float = 0.9, gamma2: float = 0.9,
             epsilon: float = 1e-8, centered: bool = False, clip_weights: float | None = None, *,

@@ -7,11 +7,17 @@ import warnings
 import optax
 
 from mxopt import transforms
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.base import Base, optimizer
+from mxopt.registry import MXNet, register
 
 
-@register
+def momentum_state(arguments) -> str | None:
+    """MXNet's state of SGD's family: the momentum buffer, or none at momentum 0."""
+    return "trace" if arguments["momentum"] else None
+
+
+# Their create_state_multi_precision puts the float32 master copy last.
+@register(mxnet=MXNet("SGD", state=momentum_state, master_last=True))
 @optimizer
 def sgd(momentum: float = 0.0, lazy_update: bool = True, *,
         base: Base) -> optax.GradientTransformation:
@@ -41,7 +47,7 @@ def _sgd(momentum: float, base: Base) -> optax.GradientTransformation:
                       base.scale_by_learning_rate(), transforms.momentum_buffer(momentum))
 
 
-@register
+@register(mxnet=MXNet("NAG", state=momentum_state, master_last=True))
 @optimizer
 def nag(momentum: float = 0.0, *, base: Base) -> optax.GradientTransformation:
     """MXNet's ``nag``: Nesterov accelerated gradient.
@@ -64,7 +70,7 @@ def nag(momentum: float = 0.0, *, base: Base) -> optax.GradientTransformation:
                       transforms.momentum_buffer(momentum, nesterov=True))
 
 
-@register
+@register(mxnet=MXNet("ccSGD", state=momentum_state, master_last=True))
 @optimizer
 def ccsgd(momentum: float = 0.0, lazy_update: bool = True, *,
           base: Base) -> optax.GradientTransformation:

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import validation
+from mxopt.base import Base, optimizer
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, register
 from mxopt.structure import readable
 from mxopt.transforms import LearningRate, LearningRateState
 
@@ -63,7 +63,7 @@ def scale_by_langevin(rate: LearningRate, *, seed: int = 0,
     return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
 
 
-@register
+@register(mxnet=MXNet("SGLD", state=None))
 @optimizer
 def sgld(*, seed: int = 0, noise: bool = True, base: Base) -> optax.GradientTransformation:
     """MXNet's ``sgld``: stochastic gradient Langevin dynamics.

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import transforms
+from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, NonNegative
 from mxopt.numerics import like, tree_map
-from mxopt.optimizers._base import Base, optimizer
-from mxopt.registry import register
+from mxopt.registry import MXNet, Negated, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, readable
 
@@ -80,7 +80,9 @@ def add_decoupled_weight_decay(wd_lh: float = 0.0) -> optax.GradientTransformati
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register
+# MXNet's signum_update keeps mom = momentum * mom - (1 - momentum) * g.
+@register(mxnet=MXNet("Signum", state=lambda arguments: Negated("mom") if arguments["momentum"]
+                      else None))
 @optimizer
 def signum(learning_rate: float | None = 0.01, momentum: float = 0.9, wd_lh: float = 0.0, *,
            base: Base) -> optax.GradientTransformation:

@@ -16,7 +16,6 @@ import functools
 import inspect
 from collections.abc import Callable
 
-import jax
 import optax
 
 from mxopt import multipliers, transforms, validation
@@ -196,27 +195,3 @@ def optimizer(constructor: Callable[..., optax.GradientTransformation]):
     build.__doc__ = (constructor.__doc__ or "") + BASE_ARGS_DOC
     return build
 
-
-def described(constructor: Callable[..., optax.GradientTransformation]):
-    """Wraps an optimizer constructor so that what it builds reprs as the call.
-
-    ``described(sgd)(momentum=0.9, learning_rate=0.1)`` reprs as
-    ``sgd(momentum=0.9, learning_rate=0.1)``: the arguments given, not the defaults.
-    """
-    if getattr(constructor, "describes", False):
-        return constructor
-    signature = inspect.signature(constructor)
-
-    @functools.wraps(constructor)
-    def build(*args, **kwargs):
-        tx = constructor(*args, **kwargs)
-        if isinstance(tx, Optimization) and not any(
-                isinstance(value, jax.core.Tracer) for value in (*args, *kwargs.values())):
-            positional = list(signature.bind_partial(*args).arguments.items())
-            shown = ", ".join(f"{name}={value!r}" for name, value in
-                              [*positional, *kwargs.items()])
-            tx.call = f"{constructor.__name__}({shown})"
-        return tx
-
-    build.describes = True
-    return build
