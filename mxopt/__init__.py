@@ -8,7 +8,7 @@ MXNet's object surface (``Optimizer``, ``Updater``, ``get_updater``) is
 is mixed precision (master weights, MXNet AMP's loss scaling) and
 :mod:`mxopt.sharding` sharded and ZeRO-1 training, :mod:`mxopt.packing`
 one buffer per dtype for fast steps and compiles, and
-:mod:`mxopt.mxnet_files` and :mod:`mxopt.mxnet_import` carry MXNet's saved
+:mod:`mxopt.mxnet.files` and :mod:`mxopt.mxnet.importer` carry MXNet's saved
 parameters and optimizer states over. For notebooks, :func:`plot_schedule`
 draws a schedule and :func:`describe` renders a state briefly, as states'
 reprs do.
@@ -19,8 +19,7 @@ from mxopt import (
     counting,
     hyperparams,
     julia,
-    mxnet_files,
-    mxnet_import,
+    mxnet,
     optimizer,
     packing,
     precision,
@@ -99,7 +98,7 @@ __all__ = [
     "clip_new_weights", "counted", "counting", "create", "dcasgd", "describe",
     "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater",
     "graves_momentum", "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd",
-    "loss_scale", "momentum_buffer", "multi_precision", "mxnet_files", "mxnet_import",
+    "loss_scale", "momentum_buffer", "multi_precision", "mxnet",
     "mxnet_test", "nadam", "nag", "next_learning_rate", "optimizer", "pack", "packing",
     "partition_states", "place_state", "plot_schedule", "precision", "register",
     "registered_names", "rescale", "rmsprop", "scale_by_adadelta", "scale_by_adagrad",

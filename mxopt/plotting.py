@@ -5,27 +5,30 @@ matplotlib is an optional dependency: ``pip install "mxopt[plot]"``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mxopt.julia.schedulers import (
-    AbstractLearningRateScheduler,
-    AbstractMomentumScheduler,
-    OptimizationState,
-)
 from mxopt.schedules import Schedule
 from mxopt.validation import count
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-JuliaScheduler = AbstractLearningRateScheduler | AbstractMomentumScheduler
+
+@runtime_checkable
+class CountedSchedule(Protocol):
+    """A schedule that computes its values from update counts itself, and says what they
+    are: MXNet.jl's schedulers (:mod:`mxopt.julia`), which see an ``OptimizationState``."""
+
+    quantity: str  # "learning rate", "momentum"
+
+    def values_at(self, num_update: jax.Array, steps_per_epoch: int) -> jax.Array: ...
 
 
-def schedule_values(schedule: float | Schedule | JuliaScheduler, num_steps: int, *,
+def schedule_values(schedule: float | Schedule | CountedSchedule, num_steps: int, *,
                     begin_num_update: int = 0, steps_per_epoch: int = 1) -> np.ndarray:
     """The value a schedule gives at each of ``num_steps`` updates, as a float array.
 
@@ -45,14 +48,8 @@ def schedule_values(schedule: float | Schedule | JuliaScheduler, num_steps: int,
     num_steps = count("num_steps", num_steps, minimum=1)
     steps_per_epoch = count("steps_per_epoch", steps_per_epoch, minimum=1)
     n = jnp.arange(1, num_steps + 1) + count("begin_num_update", begin_num_update)
-    if isinstance(schedule, JuliaScheduler):
-        state = OptimizationState(1, curr_epoch=1 + (n - 1) // steps_per_epoch,
-                                  curr_batch=1 + (n - 1) % steps_per_epoch, curr_iter=n)
-        if isinstance(schedule, AbstractLearningRateScheduler):
-            values = schedule.get_learning_rate(state)
-        else:
-            values = schedule.get_momentum(state)
-        values = values[0] if isinstance(values, tuple) else values
+    if isinstance(schedule, CountedSchedule):
+        values = schedule.values_at(n, steps_per_epoch)
     elif callable(schedule):
         values = jax.vmap(schedule)(n)
     else:
@@ -60,7 +57,7 @@ def schedule_values(schedule: float | Schedule | JuliaScheduler, num_steps: int,
     return np.broadcast_to(np.asarray(values, np.float64), (num_steps,))
 
 
-def plot_schedule(schedule: float | Schedule | JuliaScheduler, num_steps: int, *,
+def plot_schedule(schedule: float | Schedule | CountedSchedule, num_steps: int, *,
                   ax: Axes | None = None, label: str | None = None, begin_num_update: int = 0,
                   steps_per_epoch: int = 1) -> Axes:
     """Plots a schedule's value against the update count; returns the matplotlib Axes.
@@ -90,7 +87,7 @@ def plot_schedule(schedule: float | Schedule | JuliaScheduler, num_steps: int, *
     steps = np.arange(1, num_steps + 1) + begin_num_update
     ax.plot(steps, values, label=label)
     ax.set_xlabel("update count (num_update)")
-    ax.set_ylabel("momentum" if isinstance(schedule, AbstractMomentumScheduler)
+    ax.set_ylabel(schedule.quantity if isinstance(schedule, CountedSchedule)
                   else "learning rate")
     if label is not None:
         ax.legend()

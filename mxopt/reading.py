@@ -1,7 +1,7 @@
 """What reading one untrusted file may cost: :class:`ReadLimits`, spent through a budget.
 
-Every reader of bytes from elsewhere (:mod:`mxopt.mxnet_files`,
-``Updater.set_states``, :mod:`mxopt.mxnet_import`) charges what it is about to
+Every reader of bytes from elsewhere (:mod:`mxopt.mxnet.files`,
+``Updater.set_states``, :mod:`mxopt.mxnet.importer`) charges what it is about to
 allocate -- each array, each sparse array made dense, each pickled object,
 memo entry and reference followed -- to one budget per file *before*
 allocating it, and stops with a ``ValueError`` once the budget is spent. The

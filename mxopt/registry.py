@@ -10,7 +10,7 @@ surface and saved files need to know of it (:class:`MXNet`)::
     def sgd(momentum=0.0, *, base): ...
 
 :mod:`mxopt.optimizer` makes each declaration's object class (``SGD``) and
-:mod:`mxopt.mxnet_import` reads MXNet's saved states by its ``state``; no
+:mod:`mxopt.mxnet.importer` reads MXNet's saved states by its ``state``; no
 other module keeps a fact about one optimizer.
 """
 

@@ -18,7 +18,8 @@ import traceback
 
 import jax.numpy as jnp
 
-from mxopt import mxnet_files, mxnet_import
+from mxopt.mxnet import files as mxnet_files
+from mxopt.mxnet import importer as mxnet_import
 from mxopt.optimizer import Updater, create
 
 UPDATER = Updater(create("adam", learning_rate=0.1))

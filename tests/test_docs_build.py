@@ -21,9 +21,10 @@ import mxopt
 pytestmark = pytest.mark.xdist_group("docs_build")
 
 DOCS = pathlib.Path(__file__).parent.parent / "docs"
-SUBMODULES = ["checkpoint", "hyperparams", "julia", "multipliers", "mxnet_files", "mxnet_import",
-              "mxnet_pickle", "optimizer", "optimizers", "packing", "plotting", "precision",
-              "reading", "registry", "schedules", "sharding", "structure", "transforms"]
+SUBMODULES = ["checkpoint", "hyperparams", "julia", "multipliers", "mxnet.files",
+              "mxnet.importer", "mxnet.unpickler", "optimizer", "optimizers", "packing",
+              "plotting", "precision", "reading", "registry", "schedules", "sharding",
+              "structure", "transforms"]
 
 
 def public_names() -> dict[str, object]:

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given, settings
 from mxnet_encoding import NDArray, Optimizer, array_bytes, dumps, file_bytes, shape_bytes
 
-from mxopt import npz
-from mxopt.mxnet_files import MXNetFileError, load_params, load_states
+from mxopt.mxnet import npz
+from mxopt.mxnet.files import MXNetFileError, load_params, load_states
 from mxopt.optimizer import Optimizer as MXNetOptimizer
 from mxopt.optimizer import Updater, create
 from mxopt.reading import ReadLimits

@@ -1,4 +1,4 @@
-"""mxopt.mxnet_files reads what MXNet 1.9.1 wrote, bit for bit, and refuses everything else.
+"""mxopt.mxnet.files reads what MXNet 1.9.1 wrote, bit for bit, and refuses everything else.
 
 The files under fixtures/mxnet_files were written by real MXNet 1.9.1
 (tools/record_mxnet_files.py), and expected.json says what MXNet reported they
@@ -34,7 +34,7 @@ from mxnet_encoding import (
     shape_bytes,
 )
 
-from mxopt.mxnet_files import (
+from mxopt.mxnet.files import (
     ALLOWED_GLOBALS,
     MXNetFileError,
     MXNetObject,
@@ -379,5 +379,5 @@ def test_hostile_pickles_run_nothing(tmp_path):
 
 def test_allowed_globals_are_all_stand_ins():
     # Not one real callable: each allowed global resolves to something defined by mxnet_pickle.
-    assert all((value if callable(value) else type(value)).__module__ == "mxopt.mxnet_pickle"
+    assert all((value if callable(value) else type(value)).__module__ == "mxopt.mxnet.unpickler"
                for value in ALLOWED_GLOBALS.values())

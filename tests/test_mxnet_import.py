@@ -1,4 +1,4 @@
-"""mxopt.mxnet_import: MXNet's pickled optimizers and states, checked and converted.
+"""mxopt.mxnet.importer: MXNet's pickled optimizers and states, checked and converted.
 
 The files are MXNet 1.9.1's (tools/record_mxnet_runs.py,
 tools/record_mxnet_files.py); the trajectories they continue are checked in
@@ -12,9 +12,10 @@ import pytest
 from mxnet_fixtures import FIXTURES, mxnet_optimizer
 
 import mxopt
-from mxopt import mxnet_files, mxnet_import
 from mxopt import optimizer as mo
-from mxopt.mxnet_import import MXNetImportError
+from mxopt.mxnet import files as mxnet_files
+from mxopt.mxnet import importer as mxnet_import
+from mxopt.mxnet.importer import MXNetImportError
 
 RUNS = FIXTURES / "mxnet_runs"
 RESUME = json.loads((RUNS / "runs.json").read_text())["resume"]

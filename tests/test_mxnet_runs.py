@@ -27,8 +27,9 @@ from mxnet_divergences import known_mxnet_divergence
 from mxnet_fixtures import FIXTURES, assert_matches_mxnet, mxnet_optimizer
 
 import mxopt
-from mxopt import mxnet_files, mxnet_import
 from mxopt import optimizer as mxopt_optimizer
+from mxopt.mxnet import files as mxnet_files
+from mxopt.mxnet import importer as mxnet_import
 
 ROOT = FIXTURES / "mxnet_runs"
 RUNS = json.loads((ROOT / "runs.json").read_text())

@@ -27,7 +27,7 @@ from trajectory import bits
 
 import mxopt
 from mxopt import optimizer as mo
-from mxopt.mxnet_files import UnsafePickleError
+from mxopt.mxnet.files import UnsafePickleError
 
 REGISTRY = load("registry")
 OBJECT_ONLY = {"param_idx2name", "sym", "param_dict"}

@@ -14,7 +14,7 @@ holds, as MXNet itself reports it: every array with its dtype, shape, values
 and raw little-endian bytes (sparse arrays densified by MXNet's ``tostype``),
 and for state files the nesting of each index's state and the pickled
 optimizer's class and attributes. tests/test_mxnet_files.py replays it through
-mxopt.mxnet_files without MXNet.
+mxopt.mxnet.files without MXNet.
 
 MXNet 1.9.1 cannot make int16/uint16/uint32/uint64 arrays (its operators
 reject those dtypes), and nothing in it writes ``.npz`` files (``npx.save``

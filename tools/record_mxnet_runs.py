@@ -56,7 +56,7 @@ from record_mxnet import (
 SEED = 20261201
 SAVED_AT, RESUMED = 3, 4
 RANDOM_CASES = 3
-# The optimizers whose states mxopt.mxnet_import reads.
+# The optimizers whose states mxopt.mxnet.importer reads.
 IMPORTED = ["adadelta", "adagrad", "adam", "adamax", "ccsgd", "dcasgd", "ftml", "ftrl",
             "groupadagrad", "lamb", "nag", "rmsprop", "sgd", "signum", "test"]
 BATCH, STEPS, FEATURES, HIDDEN, CLASSES = 16, 8, 4, 8, 3

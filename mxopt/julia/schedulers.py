@@ -48,14 +48,28 @@ class OptimizationState(NamedTuple):
         return self._replace(curr_batch=self.curr_batch + 1, curr_iter=self.curr_iter + 1)
 
 
+def _states_of(num_update: jax.Array, steps_per_epoch: int) -> OptimizationState:
+    """The ``OptimizationState`` of each update count: ``curr_iter = num_update``, in
+    epoch ``1 + (num_update - 1) // steps_per_epoch``."""
+    return OptimizationState(1, curr_epoch=1 + (num_update - 1) // steps_per_epoch,
+                             curr_batch=1 + (num_update - 1) % steps_per_epoch,
+                             curr_iter=num_update)
+
+
 class AbstractLearningRateScheduler:
     """Base type of learning-rate schedulers (MXNet.jl: ``AbstractLearningRateScheduler``).
 
     A subclass implements ``get_learning_rate(self, state)``.
     """
 
+    quantity = "learning rate"  # what mxopt.plot_schedule labels its values
+
     def get_learning_rate(self, state: OptimizationState) -> Scalar:
         raise NotImplementedError
+
+    def values_at(self, num_update: jax.Array, steps_per_epoch: int) -> jax.Array:
+        """The rate at each update count (:func:`mxopt.schedule_values` plots them)."""
+        return self.get_learning_rate(_states_of(num_update, steps_per_epoch))
 
 
 class AbstractMomentumScheduler:
@@ -64,8 +78,15 @@ class AbstractMomentumScheduler:
     A subclass implements ``get_momentum(self, state)``.
     """
 
+    quantity = "momentum"
+
     def get_momentum(self, state: OptimizationState) -> Scalar | tuple[Scalar, Scalar]:
         raise NotImplementedError
+
+    def values_at(self, num_update: jax.Array, steps_per_epoch: int) -> jax.Array:
+        """The momentum at each update count: ``mu_t``, the first of Nadam's pair."""
+        values = self.get_momentum(_states_of(num_update, steps_per_epoch))
+        return values[0] if isinstance(values, tuple) else values
 
 
 def _open_unit(name: str, value: object) -> float:

@@ -4,7 +4,7 @@ MXNet saves the optimizer's state of each parameter with
 ``Updater.get_states`` (what ``gluon.Trainer.save_states`` and
 ``Module.save_optimizer_states`` write): a dict from parameter index to the
 state the optimizer's ``create_state`` made, and, with ``dump_optimizer``,
-the optimizer itself. :mod:`mxopt.mxnet_files` reads those files without
+the optimizer itself. :mod:`mxopt.mxnet.files` reads those files without
 MXNet; this module turns what they hold into mxopt's:
 
 * :func:`import_optimizer` rebuilds the pickled optimizer as an
@@ -35,8 +35,9 @@ import numpy as np
 import optax
 
 from mxopt import counting, registry, schedules
-from mxopt.mxnet_files import MXNetObject, MXNetStates, load_states
-from mxopt.optimizer import Index, Optimizer, class_for
+from mxopt.mxnet.files import MXNetObject, MXNetStates, load_states
+from mxopt.mxnet.objects import Optimizer, class_for
+from mxopt.mxnet.tables import Index
 from mxopt.structure import map_states, named_leaves
 
 Source = str | os.PathLike | bytes | MXNetStates
@@ -92,7 +93,7 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
     Args:
       source: a file written with ``dump_optimizer=True`` (Gluon's
         ``Trainer.save_states`` writes one): its path or bytes, what
-        :func:`mxopt.mxnet_files.load_states` read from it, or its optimizer.
+        :func:`mxopt.mxnet.files.load_states` read from it, or its optimizer.
 
     Returns:
       An :class:`mxopt.optimizer.Optimizer` of the same class with MXNet's
@@ -241,8 +242,8 @@ def import_state(source: Source, params: optax.Params, optimizer: Optimizer, *,
 
     Args:
       source: an MXNet ``.states`` file (path, bytes, or what
-        :func:`mxopt.mxnet_files.load_states` read).
-      params: the weights MXNet saved with it (``mxopt.mxnet_files.load_params``).
+        :func:`mxopt.mxnet.files.load_states` read).
+      params: the weights MXNet saved with it (``mxopt.mxnet.files.load_params``).
       optimizer: the optimizer to continue with: :func:`import_optimizer`'s,
         or one built with MXNet's arguments. Its per-index update counts give
         the state's count (all indices must agree); none gives

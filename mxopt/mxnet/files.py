@@ -26,7 +26,7 @@ arrays ndim 0 is a scalar; a 0 dim is a zero-size array. Sparse arrays come back
 or of ``(states, optimizer)``. An NDArray pickles as its class called with
 ``(None,)`` and the state ``{'handle': <one array as above>}``; the optimizer and
 its ``lr_scheduler`` pickle through their ``__dict__``. They are read by
-:mod:`mxopt.mxnet_pickle`, which resolves only the globals in
+:mod:`mxopt.mxnet.unpickler`, which resolves only the globals in
 :data:`ALLOWED_GLOBALS` and the classes of ``mxnet.optimizer*`` and
 ``mxnet.lr_scheduler``, each to a local stand-in that holds data: nothing the
 pickle names is imported or run.
@@ -50,8 +50,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from mxopt import mxnet_pickle
-from mxopt.mxnet_pickle import (
+from mxopt.mxnet import unpickler
+from mxopt.mxnet.unpickler import (
     ALLOWED_GLOBALS,  # noqa: F401 (documented here, where the files are)
     OP_COST,
     PickledArray,
@@ -223,9 +223,9 @@ def _decode(source: str | os.PathLike | bytes, limits: ReadLimits, decode) -> An
     data, name = _read_source(source)
     try:
         return decode(data, name, limits.budget(len(data)))
-    except mxnet_pickle.UnsafeGlobal as error:
+    except unpickler.UnsafeGlobal as error:
         raise UnsafePickleError(f"{name}: {error}") from None
-    except mxnet_pickle.PickleError as error:
+    except unpickler.PickleError as error:
         raise MXNetFileError(f"{name}: not a valid pickle ({error})") from None
     except LimitExceeded as error:
         raise MXNetFileError(f"{name}: {error}") from None
@@ -365,14 +365,14 @@ def load_states(source: str | os.PathLike | bytes, *, limits: ReadLimits = DEFAU
 
 
 def _states(data: bytes, name: str, budget: Budget) -> MXNetStates:
-    loaded = mxnet_pickle.load(data, budget)
+    loaded = unpickler.load(data, budget)
     # As Updater.set_states reads it: a pair is (states, optimizer), anything else the states.
     states, optimizer = loaded if isinstance(loaded, tuple) and len(loaded) == 2 else (loaded, None)
     if not (isinstance(states, dict) and all(isinstance(k, int | str) for k in states)):
         raise MXNetFileError(f"{name}: the pickle holds a {type(states).__name__}, not a dict "
                              "of optimizer states by index")
     if optimizer is not None and not (isinstance(optimizer, PickledObject)
-                                      and mxnet_pickle.is_optimizer_module(optimizer.module)):
+                                      and unpickler.is_optimizer_module(optimizer.module)):
         raise MXNetFileError(f"{name}: the pickle's second item is a "
                              f"{type(optimizer).__name__}, not an MXNet optimizer")
     contents = _Contents(name, budget)
