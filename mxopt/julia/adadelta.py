@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mxopt import validation
-from mxopt.julia.optimizer import _Optimizer, _Options
+from mxopt.julia.optimizer import _Optimizer, _Options, option
 from mxopt.julia.schedulers import _open_unit
 from mxopt.optimizers.adadelta import scale_by_adadelta
 
@@ -15,14 +15,9 @@ class AdaDeltaOptions(_Options):
     """:class:`AdaDelta`'s options (MXNet.jl: ``AdaDeltaOptions``); see :class:`AdaDelta`."""
 
     lr: float = 1.0
-    rho: float = 0.95
-    epsilon: float = 1e-6
+    rho: float = option(0.95, _open_unit)
+    epsilon: float = option(1e-6, validation.positive)
     weight_decay: float = 0.00001
-
-    def __post_init__(self):
-        super().__post_init__()
-        _open_unit("rho", self.rho)
-        validation.positive("epsilon", self.epsilon)
 
 
 class AdaDelta(_Optimizer):

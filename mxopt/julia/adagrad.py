@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mxopt import validation
-from mxopt.julia.optimizer import _Optimizer, _Options
+from mxopt.julia.optimizer import _Optimizer, _Options, option
 from mxopt.optimizers.adagrad import scale_by_adagrad
 
 
@@ -14,12 +14,8 @@ class AdaGradOptions(_Options):
     """:class:`AdaGrad`'s options (MXNet.jl: ``AdaGradOptions``); see :class:`AdaGrad`."""
 
     lr: float = 0.1
-    epsilon: float = 1e-6
+    epsilon: float = option(1e-6, validation.positive)
     weight_decay: float = 0.00001
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.positive("epsilon", self.epsilon)
 
 
 class AdaGrad(_Optimizer):

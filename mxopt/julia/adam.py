@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mxopt import transforms
-from mxopt.julia.optimizer import _Optimizer, _Options
+from mxopt import transforms, validation
+from mxopt.julia.optimizer import _Optimizer, _Options, option
 from mxopt.julia.schedulers import _open_unit
 
 
@@ -15,15 +15,9 @@ class ADAMOptions(_Options):
 
     lr: float = 0.001
     weight_decay: float = 0.00001
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-
-    def __post_init__(self):
-        super().__post_init__()
-        _open_unit("beta1", self.beta1)
-        _open_unit("beta2", self.beta2)
-        transforms.scale_by_adam(self.beta1, self.beta2, self.epsilon, exact_complement=True)
+    beta1: float = option(0.9, _open_unit)
+    beta2: float = option(0.999, _open_unit)
+    epsilon: float = option(1e-8, validation.positive)
 
 
 class ADAM(_Optimizer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mxopt import validation
-from mxopt.julia.optimizer import _Optimizer, _Options
+from mxopt.julia.optimizer import _Optimizer, _Options, option
 from mxopt.julia.schedulers import _open_unit
 from mxopt.optimizers.adamax import scale_by_adamax
 
@@ -15,16 +15,10 @@ class AdaMaxOptions(_Options):
     """:class:`AdaMax`'s options (MXNet.jl: ``AdaMaxOptions``); see :class:`AdaMax`."""
 
     lr: float = 0.002
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
+    beta1: float = option(0.9, _open_unit)
+    beta2: float = option(0.999, _open_unit)
+    epsilon: float = option(1e-8, validation.positive)
     weight_decay: float = 0.00001
-
-    def __post_init__(self):
-        super().__post_init__()
-        _open_unit("beta1", self.beta1)
-        _open_unit("beta2", self.beta2)
-        validation.positive("epsilon", self.epsilon)
 
 
 class AdaMax(_Optimizer):

@@ -11,7 +11,7 @@ import optax
 
 from mxopt import counting, hyperparams, validation
 from mxopt.hyperparams import ExactDecayRate, Given, Positive
-from mxopt.julia.optimizer import _checked, _f32, _Optimizer, _Options
+from mxopt.julia.optimizer import _checked, _f32, _Optimizer, _Options, option
 from mxopt.julia.schedulers import (
     AbstractMomentumScheduler,
     Momentum,
@@ -107,18 +107,12 @@ class NadamOptions(_Options):
     """:class:`Nadam`'s options (MXNet.jl: ``NadamOptions``); see :class:`Nadam`."""
 
     lr: float = 0.001
-    beta1: float = 0.99
-    beta2: float = 0.999
-    epsilon: float = 1e-8
+    beta1: float = option(0.99, _open_unit)
+    beta2: float = option(0.999, _open_unit)
+    epsilon: float = option(1e-8, validation.positive)
     weight_decay: float = 0.00001
-    momentum_scheduler: AbstractMomentumScheduler | None = None
-
-    def __post_init__(self):
-        super().__post_init__()
-        _open_unit("beta1", self.beta1)
-        _open_unit("beta2", self.beta2)
-        validation.positive("epsilon", self.epsilon)
-        get_momentum_scheduler(self.momentum_scheduler, Momentum.Null())
+    momentum_scheduler: AbstractMomentumScheduler | None = option(
+        None, lambda name, value: get_momentum_scheduler(value, Momentum.Null()))
 
 
 class Nadam(_Optimizer):

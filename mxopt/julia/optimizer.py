@@ -165,9 +165,16 @@ def _descend(direction: chex.ArrayTree, weight: chex.ArrayTree,
     return _fresh(transforms.scale_by_learning_rate(h["learning_rate"]), direction, weight)
 
 
+def option(default: object, rule: Callable[[str, object], object]) -> Any:
+    """An options field with the check MXNet.jl asserts of it, ``rule(name, value)``
+    (one of :mod:`mxopt.validation`'s), run when the options are made."""
+    return dataclasses.field(default=default, metadata={"rule": rule})
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class _Options(AbstractOptimizerOptions):
-    """The options every MXNet.jl optimizer has, checked as MXNet.jl asserts them."""
+    """The options every MXNet.jl optimizer has, checked as MXNet.jl asserts them; a
+    subclass declares the checks of its own with :func:`option`."""
 
     lr: float
     grad_clip: float = 0
@@ -179,6 +186,9 @@ class _Options(AbstractOptimizerOptions):
         validation.non_negative("grad_clip", self.grad_clip)
         validation.non_negative("weight_decay", self.weight_decay)
         get_lr_scheduler(self.lr_scheduler, self.lr)
+        for field in dataclasses.fields(self):
+            if "rule" in field.metadata:
+                field.metadata["rule"](field.name, getattr(self, field.name))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mxopt import validation
-from mxopt.julia.optimizer import _Optimizer, _Options
+from mxopt.julia.optimizer import _Optimizer, _Options, option
 from mxopt.julia.schedulers import _open_unit
 from mxopt.optimizers.rmsprop import scale_by_rmsprop
 
@@ -15,14 +15,9 @@ class RMSPropOptions(_Options):
     """:class:`RMSProp`'s options (MXNet.jl: ``RMSPropOptions``); see :class:`RMSProp`."""
 
     lr: float = 0.001
-    rho: float = 0.9
-    epsilon: float = 1e-6
+    rho: float = option(0.9, _open_unit)
+    epsilon: float = option(1e-6, validation.positive)
     weight_decay: float = 0.00001
-
-    def __post_init__(self):
-        super().__post_init__()
-        _open_unit("rho", self.rho)
-        validation.positive("epsilon", self.epsilon)
 
 
 class RMSProp(_Optimizer):

@@ -14,6 +14,7 @@ from mxopt.julia.optimizer import (
     _normalized,
     _Optimizer,
     _Options,
+    option,
 )
 from mxopt.julia.schedulers import (
     AbstractMomentumScheduler,
@@ -28,13 +29,12 @@ class SGDOptions(_Options):
     """:class:`SGD`'s options (MXNet.jl: ``SGDOptions``); see :class:`SGD`."""
 
     lr: float = 0.01
-    momentum: float = 0.0
+    momentum: float = option(0.0, validation.decay_rate)
     weight_decay: float = 0.0001
     momentum_scheduler: AbstractMomentumScheduler | None = None
 
     def __post_init__(self):
         super().__post_init__()
-        validation.decay_rate("momentum", self.momentum)
         get_momentum_scheduler(self.momentum_scheduler, self.momentum)
 
 
