@@ -66,12 +66,16 @@ def mxnet_optimizer(case: dict) -> mxopt.Optimizer:
     return optimizer
 
 
+def with_scheduler(kwargs: dict) -> dict:
+    """MXNet keyword arguments with their scheduler spec, if any, made an mxopt scheduler."""
+    if "lr_scheduler" not in kwargs:
+        return dict(kwargs)
+    return {**kwargs, "lr_scheduler": make_scheduler(kwargs["lr_scheduler"])}
+
+
 def optimizer_kwargs(case: dict) -> dict:
     """mxopt keyword arguments for a recorded case: MXNet's, plus its effective multipliers."""
-    kwargs = dict(case["kwargs"])
-    if "lr_scheduler" in kwargs:
-        kwargs["lr_scheduler"] = make_scheduler(kwargs["lr_scheduler"])
-    return dict(kwargs, lr_mult=case["lr_mult"], wd_mult=case["wd_mult"])
+    return dict(with_scheduler(case["kwargs"]), lr_mult=case["lr_mult"], wd_mult=case["wd_mult"])
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,25 +12,29 @@ def floats(low: float, high: float) -> st.SearchStrategy[float]:
     return st.floats(low, high).map(lambda x: 0.0 if abs(x) < _TINY else x)
 
 
+SCHEDULER_KINDS = ("FactorScheduler", "MultiFactorScheduler", "PolyScheduler", "CosineScheduler")
+
+
 @st.composite
-def schedulers(draw):
-    """An MXNet scheduler spec, ``{"type": ..., "kwargs": ...}``, of each kind with warmup."""
-    kind = draw(st.sampled_from(["FactorScheduler", "MultiFactorScheduler", "PolyScheduler",
-                                 "CosineScheduler"]))
-    base_lr = draw(floats(0.01, 0.5))
+def schedulers(draw, kinds=SCHEDULER_KINDS, *, horizon: int = 30, lowest_lr: float = 0.0):
+    """An MXNet scheduler spec, ``{"type": ..., "kwargs": ...}``, of one of ``kinds``, with or
+    without warmup, whose steps and ends fall within ``horizon`` updates and whose rates are
+    at least ``lowest_lr`` (LARS's momentum correction treats a rate of 0 apart)."""
+    kind = draw(st.sampled_from(kinds))
+    base_lr = draw(floats(max(0.01, 2 * lowest_lr), 0.5))
     kw = {"base_lr": base_lr}
     if draw(st.booleans()):
-        kw.update(warmup_steps=draw(st.integers(1, 6)),
-                  warmup_begin_lr=draw(floats(0, base_lr)),
+        kw.update(warmup_steps=draw(st.integers(1, min(6, horizon // 3))),
+                  warmup_begin_lr=draw(floats(lowest_lr, base_lr)),
                   warmup_mode=draw(st.sampled_from(["linear", "constant"])))
     if kind == "FactorScheduler":
         kw.update(step=draw(st.integers(1, 4)), factor=draw(floats(0.2, 1.0)))
     elif kind == "MultiFactorScheduler":
-        kw.update(step=sorted(draw(st.sets(st.integers(1, 30), min_size=1, max_size=4))),
+        kw.update(step=sorted(draw(st.sets(st.integers(1, horizon), min_size=1, max_size=4))),
                   factor=draw(floats(0.2, 1.0)))
     else:
-        kw.update(max_update=draw(st.integers(kw.get("warmup_steps", 0) + 1, 30)),
-                  final_lr=draw(floats(0, base_lr / 2)))
+        kw.update(max_update=draw(st.integers(kw.get("warmup_steps", 0) + 1, horizon)),
+                  final_lr=draw(floats(lowest_lr, base_lr / 2)))
         if kind == "PolyScheduler":
             kw["pwr"] = draw(st.sampled_from([0.5, 1, 2, 3]))
     return {"type": kind, "kwargs": kw}

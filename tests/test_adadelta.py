@@ -7,12 +7,14 @@ import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from hypothesis import given, settings
-from steps import counting_step, random_problem
+from steps import counting_step
 from strategies import base_arguments, floats
-from trajectory import train_on_large_float16_gradients
+from trajectory import (
+    assert_matches_reference,
+    train_on_large_float16_gradients,
+)
 
 import mxopt
 from mxopt.optimizers.adadelta import adadelta
@@ -52,25 +54,14 @@ def configs(draw):
           "epsilon": draw(st.sampled_from([1e-5]) | floats(1e-8, 1e-2))}
     if draw(st.booleans()):
         kw["learning_rate"] = draw(floats(1e-3, 2.0))
-    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES)
-    return kw, lr_mult, wd_mult
+    return base_arguments(draw, kw, SHAPES)
 
 
 @settings(max_examples=25, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
-    kw, lr_mult, wd_mult = config
-    params, grads = random_problem(SHAPES, seed)
-    expected = reference(kw, params, grads, wd_mult)
-
-    tx = adadelta(lr_mult=lr_mult, wd_mult=wd_mult, **kw)
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    for g, want in zip(grads, expected):
-        updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
-        p = optax.apply_updates(p, updates)
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    assert_matches_reference("adadelta", lambda kw, params, grads, lr_mult, wd_mult: reference(
+        kw, params, grads, wd_mult), config, seed, SHAPES, jit=False)
 
 
 def _adadelta_state(state):

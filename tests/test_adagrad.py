@@ -7,13 +7,13 @@ import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from hypothesis import given, settings
+from mxnet_fixtures import with_scheduler
 from reference import StatefulScheduler
 from steps import counting_step
 from strategies import floats
-from trajectory import train_on_large_float16_gradients
+from trajectory import assert_close_to, train_on_large_float16_gradients, trajectory
 
 import mxopt
 from mxopt.optimizers.adagrad import adagrad, groupadagrad
@@ -87,18 +87,9 @@ def test_matches_numpy_reference(config, seed):
     grads = [{n: rng.normal(0, 1, s).astype(F32) for n, s in shapes.items()} for _ in range(6)]
     expected = reference(name, kw, params, grads, lr_mult, wd_mult)
 
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        mx_kw["lr_scheduler"] = mxopt.FactorScheduler(**mx_kw["lr_scheduler"]["kwargs"])
     tx = mxopt.create(name, lr_mult=lr_mult, wd_mult=wd_mult if name == "adagrad" else None,
-                      **mx_kw)
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    for g, want in zip(grads, expected):
-        updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
-        p = optax.apply_updates(p, updates)
-        for n in shapes:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+                      **with_scheduler(kw))
+    assert_close_to(trajectory(tx, params, grads, jit=False), expected)
 
 
 def _history(state):

@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
-from steps import counting_step, random_problem
+from steps import counting_step
 from strategies import base_arguments, floats
-from trajectory import trajectory
+from trajectory import assert_matches_reference
 
 import mxopt
 
@@ -54,21 +54,13 @@ def configs(draw):
           "lamda": draw(st.sampled_from([0.04]) | floats(0, 1))}
     if draw(st.booleans()):
         kw["learning_rate"] = draw(floats(1e-3, 0.3))
-    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES)
-    return kw, lr_mult, wd_mult
+    return base_arguments(draw, kw, SHAPES)
 
 
 @settings(max_examples=20, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
-    kw, lr_mult, wd_mult = config
-    params, grads = random_problem(SHAPES, seed)
-    expected = reference(kw, params, grads, lr_mult, wd_mult)
-
-    tx = mxopt.create("dcasgd", lr_mult=lr_mult, wd_mult=wd_mult, **kw)
-    for p, want in zip(trajectory(tx, params, grads), expected):
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    assert_matches_reference("dcasgd", reference, config, seed, SHAPES)
 
 
 class LayoutTest(chex.TestCase):

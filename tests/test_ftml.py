@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from steps import counting_step, random_problem
 from strategies import base_arguments, floats
-from trajectory import trajectory
+from trajectory import assert_close_to, trajectory
 
 import mxopt
 from mxopt.optimizers.ftml import ftml
@@ -70,9 +70,7 @@ def test_matches_numpy_reference(config, seed):
     params, grads = random_problem(SHAPES, seed, len(rates))
     expected = reference(kw, params, grads, rates, lr_mult, wd_mult)
     got = trajectory(ftml(lr_mult=lr_mult, wd_mult=wd_mult, **kw), params, grads, rates)
-    for p, want in zip(got, expected):
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    assert_close_to(got, expected)
 
 
 def test_zero_learning_rate_is_the_limit_of_small_ones():

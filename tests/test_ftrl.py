@@ -10,10 +10,10 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
-from mxnet_fixtures import make_scheduler
 from reference import base_rates
-from steps import assert_float32_master, counting_step, random_problem
+from steps import assert_float32_master, counting_step
 from strategies import base_arguments, floats, schedulers
+from trajectory import assert_matches_reference
 
 import mxopt
 from mxopt.optimizers import ftrl
@@ -69,38 +69,13 @@ def configs(draw):
         kw["learning_rate"] = draw(floats(1e-3, 0.5))
     if draw(st.booleans()):
         kw["lr_scheduler"] = draw(schedulers())
-    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, begin_num_update=20,
-                                          lr_mults=[1.0, 0.5, 2.0, 0.0])
-    return kw, lr_mult, wd_mult
-
-
-def _trajectory(tx, params, grads_seq):
-    """Weights after each step, updated eagerly (faster than a compile per example)."""
-    state = tx.init(params)
-    out = []
-    for g in grads_seq:
-        updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, params)
-        params = optax.apply_updates(params, updates)
-        out.append(params)
-    return out
+    return base_arguments(draw, kw, SHAPES, begin_num_update=20, lr_mults=[1.0, 0.5, 2.0, 0.0])
 
 
 @settings(max_examples=25, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
-    kw, lr_mult, wd_mult = config
-    params, grads = random_problem(SHAPES, seed)
-    expected = reference(kw, params, grads, lr_mult, wd_mult)
-
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        mx_kw["lr_scheduler"] = make_scheduler(mx_kw["lr_scheduler"])
-    tx = mxopt.create("ftrl", lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    got = _trajectory(tx, jax.tree.map(jnp.asarray, params), grads)
-    for step, (p, want) in enumerate(zip(got, expected)):
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6,
-                                       err_msg=f"step {step} {n}")
+    assert_matches_reference("ftrl", reference, config, seed, SHAPES, jit=False)
 
 
 def _first_rate(**kw):

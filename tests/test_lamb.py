@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from steps import counting_step, random_problem
 from strategies import base_arguments, floats
-from trajectory import trajectory
+from trajectory import assert_close_to, trajectory
 
 import mxopt
 from mxopt.numerics import one_minus_float32_power
@@ -85,9 +85,7 @@ def test_matches_numpy_reference(config, seed):
     expected = reference(kw, params, grads, rates, lr_mult, wd_mult)
 
     tx = lamb(lr_mult=lr_mult, wd_mult=wd_mult, **kw)
-    for p, want in zip(trajectory(tx, params, grads, rates), expected):
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    assert_close_to(trajectory(tx, params, grads, rates), expected)
 
 
 @pytest.mark.parametrize("beta", [0.9, 0.999, 0.9999, 0.5, 0.123])

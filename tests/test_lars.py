@@ -11,10 +11,11 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
+from mxnet_fixtures import with_scheduler
 from reference import StatefulScheduler
 from steps import assert_float32_master, counting_step
-from strategies import base_arguments, floats
-from trajectory import trajectory
+from strategies import base_arguments, floats, schedulers
+from trajectory import assert_close_to, trajectory
 
 import mxopt
 from mxopt.optimizers import lars
@@ -76,25 +77,6 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 
 
 @st.composite
-def schedulers(draw):
-    kind = draw(st.sampled_from(["FactorScheduler", "MultiFactorScheduler", "CosineScheduler"]))
-    base_lr = draw(floats(0.05, 0.5))
-    kw = {"base_lr": base_lr}
-    if draw(st.booleans()):
-        kw.update(warmup_steps=draw(st.integers(1, 4)),
-                  warmup_begin_lr=draw(floats(0.01, base_lr)), warmup_mode="linear")
-    if kind == "FactorScheduler":
-        kw.update(step=draw(st.integers(1, 3)), factor=draw(floats(0.3, 1.0)))
-    elif kind == "MultiFactorScheduler":
-        kw.update(step=sorted(draw(st.sets(st.integers(1, 8), min_size=1, max_size=3))),
-                  factor=draw(floats(0.3, 1.0)))
-    else:
-        kw.update(max_update=draw(st.integers(kw.get("warmup_steps", 0) + 1, 12)),
-                  final_lr=draw(floats(0.01, base_lr / 2)))
-    return {"type": kind, "kwargs": kw}
-
-
-@st.composite
 def configs(draw):
     kw = {"momentum": draw(st.sampled_from([0.0, 0.9]) | floats(0, 0.99)),
           "eta": draw(st.sampled_from([0.001]) | floats(1e-3, 0.5)),
@@ -103,7 +85,9 @@ def configs(draw):
     if draw(st.booleans()):
         kw["learning_rate"] = draw(floats(1e-3, 0.5))
     if draw(st.booleans()):
-        kw["lr_scheduler"] = draw(schedulers())
+        kw["lr_scheduler"] = draw(schedulers(
+            ["FactorScheduler", "MultiFactorScheduler", "CosineScheduler"], horizon=12,
+            lowest_lr=0.01))
     kw, lr_mult, wd_mult = base_arguments(draw, kw, NAMES, begin_num_update=20)
     return kw, lr_mult, wd_mult
 
@@ -121,14 +105,8 @@ def test_matches_numpy_reference(config, seed):
     grads = [_tree(PARAMS, lambda s: rng.normal(0, 1, s).astype(F32)) for _ in range(6)]
     expected = reference(kw, _named(params), [_named(g) for g in grads], lr_mult, wd_mult)
 
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        spec = mx_kw["lr_scheduler"]
-        mx_kw["lr_scheduler"] = getattr(mxopt.schedules, spec["type"])(**spec["kwargs"])
-    tx = mxopt.create("lars", lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    for p, want in zip(trajectory(tx, params, grads), expected):
-        for name, got in _named(p).items():
-            np.testing.assert_allclose(got, want[name], rtol=2e-5, atol=2e-6, err_msg=name)
+    tx = mxopt.create("lars", lr_mult=lr_mult, wd_mult=wd_mult, **with_scheduler(kw))
+    assert_close_to([_named(p) for p in trajectory(tx, params, grads)], expected)
 
 
 @pytest.mark.parametrize("name,exempt", [

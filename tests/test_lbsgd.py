@@ -12,9 +12,9 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
-from steps import assert_float32_master, counting_step, random_problem
-from strategies import base_arguments, floats
-from trajectory import trajectory
+from steps import assert_float32_master, counting_step
+from strategies import base_arguments, floats, schedulers
+from trajectory import assert_matches_reference
 
 import mxopt
 from mxopt.optimizers import lbsgd
@@ -93,25 +93,6 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 
 
 @st.composite
-def schedulers(draw):
-    kind = draw(st.sampled_from(["FactorScheduler", "MultiFactorScheduler", "PolyScheduler"]))
-    base_lr = draw(floats(0.05, 0.5))
-    kw = {"base_lr": base_lr}
-    if draw(st.booleans()):
-        kw.update(warmup_steps=draw(st.integers(1, 4)),
-                  warmup_begin_lr=draw(floats(0.0, base_lr)), warmup_mode="linear")
-    if kind == "FactorScheduler":
-        kw.update(step=draw(st.integers(1, 3)), factor=draw(floats(0.3, 1.0)))
-    elif kind == "MultiFactorScheduler":
-        kw.update(step=sorted(draw(st.sets(st.integers(1, 8), min_size=1, max_size=3))),
-                  factor=draw(floats(0.3, 1.0)))
-    else:
-        kw.update(max_update=draw(st.integers(kw.get("warmup_steps", 0) + 1, 12)),
-                  final_lr=draw(floats(0.0, base_lr / 2)), pwr=2)
-    return {"type": kind, "kwargs": kw}
-
-
-@st.composite
 def configs(draw):
     kw = {"momentum": draw(st.sampled_from([0.0, 0.9]) | floats(0, 0.99)),
           "warmup_strategy": draw(st.sampled_from(["linear", "power2", "sqrt", "lars"])),
@@ -120,26 +101,15 @@ def configs(draw):
     if draw(st.booleans()):
         kw["learning_rate"] = draw(floats(1e-3, 0.5))
     if draw(st.booleans()):
-        kw["lr_scheduler"] = draw(schedulers())
-    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, begin_num_update=20)
-    return kw, lr_mult, wd_mult
+        kw["lr_scheduler"] = draw(schedulers(
+            ["FactorScheduler", "MultiFactorScheduler", "PolyScheduler"], horizon=12))
+    return base_arguments(draw, kw, SHAPES, begin_num_update=20)
 
 
 @settings(max_examples=20, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
-    kw, lr_mult, wd_mult = config
-    params, grads = random_problem(SHAPES, seed, 7)
-    expected = reference(kw, params, grads, lr_mult, wd_mult)
-
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        spec = mx_kw["lr_scheduler"]
-        mx_kw["lr_scheduler"] = getattr(mxopt.schedules, spec["type"])(**spec["kwargs"])
-    tx = mxopt.create("lbsgd", lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    for p, want in zip(trajectory(tx, params, grads), expected):
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    assert_matches_reference("lbsgd", reference, config, seed, SHAPES, steps=7)
 
 
 def _updates(tx, grads_seq, params):

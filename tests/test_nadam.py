@@ -13,10 +13,11 @@ import numpy as np
 import optax
 import pytest
 from hypothesis import given, settings
-from mxnet_fixtures import make_scheduler, optimizer_kwargs, trajectories
+from mxnet_fixtures import optimizer_kwargs, trajectories, with_scheduler
 from reference import base_rates
 from steps import assert_float32_master, counting_step, random_problem
 from strategies import base_arguments, floats, schedulers
+from trajectory import assert_close_to, trajectory
 
 import mxopt
 from mxopt.optimizers import nadam
@@ -75,22 +76,7 @@ def _arrays(recorded):
 
 
 def _trajectory(tx, params, grads_seq):
-    """Weights after each step, updated eagerly (faster than a compile per example)."""
-    params = jax.tree.map(jnp.asarray, params)
-    state = tx.init(params)
-    out = []
-    for g in grads_seq:
-        updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, params)
-        params = optax.apply_updates(params, updates)
-        out.append(params)
-    return out
-
-
-def _assert_trajectories_close(got, expected, rtol=1e-5, atol=1e-6):
-    for step, (p, want) in enumerate(zip(got, expected)):
-        for k in want:
-            np.testing.assert_allclose(np.asarray(p[k], F32), np.asarray(want[k], F32),
-                                       rtol=rtol, atol=atol, err_msg=f"step {step + 1} {k}")
+    return trajectory(tx, params, grads_seq, jit=False)
 
 
 @pytest.mark.parametrize("case", _recorded_float32())
@@ -98,7 +84,7 @@ def test_reference_with_per_parameter_schedule_reproduces_mxnet(case):
     """The reference is MXNet's computation: with MXNet's schedule it gives MXNet's numbers."""
     expected = reference(case["kwargs"], case["initial"], case["grads"], case["lr_mult"],
                          case["wd_mult"], case["learning_rates"], per_parameter=True)
-    _assert_trajectories_close(expected, case["weights"])
+    assert_close_to(expected, case["weights"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", _recorded_float32())
@@ -108,7 +94,7 @@ def test_mxopt_is_that_computation_with_the_documented_schedule(case):
                          case["wd_mult"], rates)
     tx = mxopt.create("nadam", **optimizer_kwargs(case))
     got = _trajectory(tx, _arrays(case["initial"]), [_arrays(g) for g in case["grads"]])
-    _assert_trajectories_close(got, expected)
+    assert_close_to(got, expected, rtol=1e-5, atol=1e-6)
 
 
 @st.composite
@@ -132,11 +118,8 @@ def test_matches_numpy_reference(config, seed):
     params, grads = random_problem(SHAPES, seed)
     expected = reference(kw, params, grads, lr_mult, wd_mult,
                          base_rates(kw, len(grads), 0.001))
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        mx_kw["lr_scheduler"] = make_scheduler(mx_kw["lr_scheduler"])
-    tx = mxopt.create("nadam", lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    _assert_trajectories_close(_trajectory(tx, params, grads), expected, 2e-5, 2e-6)
+    tx = mxopt.create("nadam", lr_mult=lr_mult, wd_mult=wd_mult, **with_scheduler(kw))
+    assert_close_to(_trajectory(tx, params, grads), expected)
 
 
 def test_a_leaf_does_not_depend_on_the_others():
@@ -158,7 +141,7 @@ def test_warmup_shape_for_mxnet_jl():
                          alpha=0.5)
     tx = optax.chain(scale_by_nadam(0.99, 0.999, 1e-8, 0.004, gamma=0.3, alpha=0.5),
                      mxopt.scale_by_learning_rate(0.01))
-    _assert_trajectories_close(_trajectory(tx, params, grads), expected, 2e-5, 2e-6)
+    assert_close_to(_trajectory(tx, params, grads), expected)
 
 
 def test_schedule_keeps_double_precision():

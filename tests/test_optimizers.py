@@ -10,9 +10,10 @@ import optax
 import pytest
 import reference
 from hypothesis import given, settings
+from mxnet_fixtures import with_scheduler
 from steps import counting_step
 from strategies import base_arguments, floats, schedulers
-from trajectory import trajectory
+from trajectory import assert_close_to, trajectory
 
 import mxopt
 
@@ -37,10 +38,6 @@ def configs(draw):
     return name, kw, lr_mult, wd_mult
 
 
-def _scheduler(spec):
-    return getattr(mxopt.schedules, spec["type"])(**spec["kwargs"])
-
-
 @settings(max_examples=60, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
@@ -51,13 +48,8 @@ def test_matches_numpy_reference(config, seed):
              for _ in range(8)]
     expected = reference.run(name, kw, params, grads, lr_mult, wd_mult)
 
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        mx_kw["lr_scheduler"] = _scheduler(mx_kw["lr_scheduler"])
-    tx = mxopt.create(name, lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    for p, want in zip(trajectory(tx, params, grads), expected):
-        for n in NAMES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    tx = mxopt.create(name, lr_mult=lr_mult, wd_mult=wd_mult, **with_scheduler(kw))
+    assert_close_to(trajectory(tx, params, grads), expected)
 
 
 class JitTest(chex.TestCase):

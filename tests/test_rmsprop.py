@@ -11,9 +11,12 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
-from steps import counting_step, random_problem
+from steps import counting_step
 from strategies import base_arguments, floats
-from trajectory import train_on_large_float16_gradients
+from trajectory import (
+    assert_matches_reference,
+    train_on_large_float16_gradients,
+)
 
 import mxopt
 from mxopt.optimizers.rmsprop import rmsprop
@@ -77,28 +80,13 @@ def configs(draw):
         kw["lr_scheduler"] = {"type": "FactorScheduler", "kwargs": {
             "base_lr": draw(floats(0.001, 0.05)), "step": draw(st.integers(1, 3)),
             "factor": draw(floats(0.3, 1.0))}}
-    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, begin_num_update=20)
-    return kw, lr_mult, wd_mult
+    return base_arguments(draw, kw, SHAPES, begin_num_update=20)
 
 
 @settings(max_examples=25, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
-    kw, lr_mult, wd_mult = config
-    params, grads = random_problem(SHAPES, seed)
-    expected = reference(kw, params, grads, lr_mult, wd_mult)
-
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        mx_kw["lr_scheduler"] = mxopt.FactorScheduler(**mx_kw["lr_scheduler"]["kwargs"])
-    tx = rmsprop(lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    p = jax.tree.map(jnp.asarray, params)
-    state = tx.init(p)
-    for g, want in zip(grads, expected):
-        updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
-        p = optax.apply_updates(p, updates)
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    assert_matches_reference("rmsprop", reference, config, seed, SHAPES, jit=False)
 
 
 class StateTest(chex.TestCase):

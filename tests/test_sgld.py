@@ -17,9 +17,8 @@ import optax
 import pytest
 from hypothesis import given, settings
 from reference import StatefulScheduler
-from steps import random_problem
 from strategies import base_arguments, floats
-from trajectory import trajectory
+from trajectory import assert_matches_reference
 
 import mxopt
 
@@ -62,24 +61,13 @@ def configs(draw):
         kw["lr_scheduler"] = {"type": "FactorScheduler", "kwargs": {
             "base_lr": draw(floats(0.01, 0.3)), "step": draw(st.integers(1, 3)),
             "factor": draw(floats(0.2, 1.0))}}
-    kw, lr_mult, wd_mult = base_arguments(draw, kw, SHAPES, begin_num_update=10)
-    return kw, lr_mult, wd_mult
+    return base_arguments(draw, kw, SHAPES, begin_num_update=10)
 
 
 @settings(max_examples=20, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_deterministic_part_matches_numpy_reference(config, seed):
-    kw, lr_mult, wd_mult = config
-    params, grads = random_problem(SHAPES, seed)
-    expected = reference(kw, params, grads, lr_mult, wd_mult)
-
-    mx_kw = dict(kw)
-    if "lr_scheduler" in mx_kw:
-        mx_kw["lr_scheduler"] = mxopt.FactorScheduler(**mx_kw["lr_scheduler"]["kwargs"])
-    tx = mxopt.create("sgld", noise=False, lr_mult=lr_mult, wd_mult=wd_mult, **mx_kw)
-    for p, want in zip(trajectory(tx, params, grads), expected):
-        for n in SHAPES:
-            np.testing.assert_allclose(p[n], want[n], rtol=2e-5, atol=2e-6, err_msg=n)
+    assert_matches_reference("sgld", reference, config, seed, SHAPES, noise=False)
 
 
 def _noise(kw, params, grads, steps=1):

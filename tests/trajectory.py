@@ -4,17 +4,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from mxnet_fixtures import with_scheduler
+from steps import random_problem
 
 import mxopt
 
 
-def trajectory(tx: optax.GradientTransformation, params, grads_seq, rates=None) -> list:
-    """The params after each jitted step of ``tx`` along ``grads_seq``.
+def trajectory(tx: optax.GradientTransformation, params, grads_seq, rates=None, *,
+               jit: bool = True) -> list:
+    """The params after each step of ``tx`` along ``grads_seq``, jitted or (faster where each
+    hypothesis example would compile anew) eager.
 
     Leaves may be NumPy arrays. With ``rates``, each step's ``learning_rate``
     is set first (with :func:`mxopt.set_hyperparams`).
     """
-    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
+    step = (lambda p, s, g: tx.update(g, s, p))
+    step = jax.jit(step) if jit else step
     p = jax.tree.map(jnp.asarray, params)
     state, out = tx.init(p), []
     for i, g in enumerate(grads_seq):
@@ -24,6 +29,34 @@ def trajectory(tx: optax.GradientTransformation, params, grads_seq, rates=None) 
         p = optax.apply_updates(p, updates)
         out.append(p)
     return out
+
+
+def assert_close_to(got: list, expected: list, *, rtol: float = 2e-5, atol: float = 2e-6):
+    """Each step's params (``got``, as :func:`trajectory` gives them) against a reference's
+    (``expected``, one ``{leaf name: array}`` a step), leaf by leaf."""
+    assert len(got) == len(expected)
+    for step, (params, want) in enumerate(zip(got, expected), 1):
+        for name in want:
+            np.testing.assert_allclose(np.asarray(params[name], np.float32),
+                                       np.asarray(want[name], np.float32), rtol=rtol, atol=atol,
+                                       err_msg=f"step {step}, leaf {name}")
+
+
+def assert_matches_reference(name: str, reference, config: tuple, seed: int, shapes: dict, *,
+                             steps: int = 6, jit: bool = True, **fixed):
+    """Checks ``mxopt.create(name, ...)`` against a NumPy reference along a random problem.
+
+    ``config`` is ``(kw, lr_mult, wd_mult)``, MXNet's keyword arguments (a scheduler as a spec)
+    and the multipliers by leaf name, as :func:`strategies.base_arguments` draws them;
+    ``reference(kw, params, grads, lr_mult, wd_mult)`` gives the params after each step of
+    :func:`steps.random_problem`'s ``(params, grads)`` from ``seed``; ``fixed`` are more
+    constructor arguments (SGLD's ``noise=False``).
+    """
+    kw, lr_mult, wd_mult = config
+    params, grads = random_problem(shapes, seed, steps)
+    expected = reference(kw, params, grads, lr_mult, wd_mult)
+    tx = mxopt.create(name, lr_mult=lr_mult, wd_mult=wd_mult, **with_scheduler(kw), **fixed)
+    assert_close_to(trajectory(tx, params, grads, jit=jit), expected)
 
 
 def train_on_large_float16_gradients(tx: optax.GradientTransformation, params, steps: int = 30):
