@@ -29,40 +29,22 @@ from mxopt import (
 from mxopt.counting import counted, update_count
 from mxopt.hyperparams import get_hyperparams, set_hyperparams
 from mxopt.optimizer import Optimizer, Updater, get_updater
-from mxopt.optimizers import (
-    adadelta,
-    adagrad,
-    adam,
-    adamax,
-    ccsgd,
-    dcasgd,
-    ftml,
-    ftrl,
-    groupadagrad,
-    lamb,
-    lars,
-    lbsgd,
-    mxnet_test,
-    nadam,
-    nag,
-    rmsprop,
-    sgd,
-    sgld,
-    signum,
-)
-from mxopt.optimizers.adadelta import scale_by_adadelta
-from mxopt.optimizers.adagrad import scale_by_adagrad, scale_by_group_adagrad
-from mxopt.optimizers.adamax import scale_by_adamax
-from mxopt.optimizers.dcasgd import add_delay_compensation
-from mxopt.optimizers.ftml import scale_by_ftml
-from mxopt.optimizers.ftrl import ftrl_step
-from mxopt.optimizers.lamb import scale_by_lamb, scale_by_trust_ratio
-from mxopt.optimizers.lars import scale_by_lars
-from mxopt.optimizers.lbsgd import scale_by_lbsgd
-from mxopt.optimizers.nadam import scale_by_nadam
-from mxopt.optimizers.rmsprop import clip_new_weights, graves_momentum, scale_by_rmsprop
-from mxopt.optimizers.sgld import scale_by_langevin
-from mxopt.optimizers.signum import add_decoupled_weight_decay, scale_by_signum
+from mxopt.optimizers.adadelta import adadelta, scale_by_adadelta
+from mxopt.optimizers.adagrad import adagrad, groupadagrad, scale_by_adagrad, scale_by_group_adagrad
+from mxopt.optimizers.adam import adam
+from mxopt.optimizers.adamax import adamax, scale_by_adamax
+from mxopt.optimizers.dcasgd import add_delay_compensation, dcasgd
+from mxopt.optimizers.ftml import ftml, scale_by_ftml
+from mxopt.optimizers.ftrl import ftrl, ftrl_step
+from mxopt.optimizers.lamb import lamb, scale_by_lamb, scale_by_trust_ratio
+from mxopt.optimizers.lars import lars, scale_by_lars
+from mxopt.optimizers.lbsgd import lbsgd, scale_by_lbsgd
+from mxopt.optimizers.mxnet_test import mxnet_test
+from mxopt.optimizers.nadam import nadam, scale_by_nadam
+from mxopt.optimizers.rmsprop import clip_new_weights, graves_momentum, rmsprop, scale_by_rmsprop
+from mxopt.optimizers.sgd import ccsgd, nag, sgd
+from mxopt.optimizers.sgld import scale_by_langevin, sgld
+from mxopt.optimizers.signum import add_decoupled_weight_decay, scale_by_signum, signum
 from mxopt.packing import Packed, pack, unpacking
 from mxopt.plotting import plot_schedule, schedule_values
 from mxopt.precision import apply_if_finite, dynamic_loss_scale, loss_scale, multi_precision

@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import sharding, validation
-from mxopt.structure import map_states, readable, state_nodes
+from mxopt.structure import brief_repr, map_states, state_nodes
 
 
-@readable
+@brief_repr
 class CountState(NamedTuple):
     count: jax.Array  # i32 scalar: updates so far, from begin_num_update (MXNet's num_update)
 

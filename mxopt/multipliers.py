@@ -95,7 +95,7 @@ def _values(spec: MultiplierSpec, params: chex.ArrayTree, arg: str) -> list[floa
                              f"{sorted(names)}")
         values = [spec.get(name, 1.0) for name, _ in leaves]
     else:
-        skeleton = lambda tree: jax.tree_util.tree_map(lambda _: 0, tree)
+        skeleton = lambda tree: jax.tree.map(lambda _: 0, tree)
         TreeSignature(skeleton(params), "params").check(skeleton(spec), arg)
         values = jax.tree_util.tree_leaves(spec)
     for (name, _), value in zip(leaves, values):
@@ -107,5 +107,5 @@ def per_leaf(scale: jax.Array, multipliers: chex.ArrayTree | None,
              like: chex.ArrayTree) -> chex.ArrayTree:
     """``scale * multiplier`` for each leaf of ``like`` (``scale`` without multipliers)."""
     if multipliers is None:
-        return jax.tree_util.tree_map(lambda _: scale, like)
-    return jax.tree_util.tree_map(lambda m: scale * m, multipliers)
+        return jax.tree.map(lambda _: scale, like)
+    return jax.tree.map(lambda m: scale * m, multipliers)

@@ -1,4 +1,4 @@
-"""Small numerical helpers the transforms share: leafwise maps, dtype casts,
+"""Small numerical helpers the transforms share: dtype casts, unzipping leafwise results,
 and ``1 - beta`` / ``1 - beta**t`` at the precision MXNet computes them.
 
 Hyperparameters are float32 scalars (:mod:`mxopt.hyperparams`). Where MXNet
@@ -14,11 +14,6 @@ import jax
 import jax.numpy as jnp
 
 
-def tree_map(fn, *trees):
-    """``jax.tree_util.tree_map``: ``fn`` applied leafwise over trees of one structure."""
-    return jax.tree_util.tree_map(fn, *trees)
-
-
 def unzip(like: object, tree_of_tuples: object, n: int) -> tuple:
     """The ``n`` trees shaped like ``like`` in a tree of ``n``-tuples (a ``tree_map`` whose
     function returns ``n`` values), for an empty ``like`` too."""
@@ -27,9 +22,9 @@ def unzip(like: object, tree_of_tuples: object, n: int) -> tuple:
     return tuple(treedef.unflatten([leaf[i] for leaf in leaves]) for i in range(n))
 
 
-def like(scale: jax.Array, leaf: jax.Array) -> jax.Array:
-    """``scale`` (a float32 hyperparameter) cast to ``leaf``'s dtype, as MXNet's kernels use it."""
-    return scale.astype(leaf.dtype)
+def cast(value: jax.Array, leaf: jax.Array) -> jax.Array:
+    """``value`` (a float32 hyperparameter) cast to ``leaf``'s dtype, as MXNet's kernels use it."""
+    return value.astype(leaf.dtype)
 
 
 def _loops_slowly_alone(leaf: jax.Array) -> bool:
@@ -55,8 +50,8 @@ def opaque_copy(tree: object) -> object:
     if not any(map(_loops_slowly_alone, jax.tree_util.tree_leaves(tree))):
         return tree
     one = jax.lax.optimization_barrier(jnp.ones((), jnp.float32))
-    return tree_map(lambda leaf: leaf * like(one, leaf) if _loops_slowly_alone(leaf) else leaf,
-                    tree)
+    return jax.tree.map(lambda leaf: leaf * cast(one, leaf) if _loops_slowly_alone(leaf) else leaf,
+                        tree)
 
 
 def complement(beta: jax.Array, beta_residual: jax.Array) -> jax.Array:

@@ -230,13 +230,13 @@ def leaf_sums(tree: chex.ArrayTree) -> chex.ArrayTree:
     A plain leaf's function is ``jnp.sum``, a scalar; a packed buffer's sums
     over each leaf's blocks and returns ``(blocks, 1)``, so both broadcast
     against the leaf. Zeros fill each leaf's last block, so they add nothing.
-    Use with :func:`mxopt.numerics.tree_map` beside the updates: norms per
+    Use with ``jax.tree.map`` beside the updates: norms per
     leaf, whatever the layout.
     """
     if isinstance(tree, Packed):
         return Packed({d: _SegmentSum(tree.layout.segment_ids(d)) for d in tree.layout.blocks},
                       tree.layout)
-    return jax.tree_util.tree_map(lambda _: _whole_leaf_sum, tree)
+    return jax.tree.map(lambda _: _whole_leaf_sum, tree)
 
 
 def refuse_packed(params: chex.ArrayTree, optimizer: str, why: str) -> None:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from mxopt import hyperparams, validation
-from mxopt.structure import readable, state_nodes
+from mxopt.structure import brief_repr, state_nodes
 
 LOW_PRECISION = (jnp.float16, jnp.bfloat16)
 
@@ -29,7 +29,7 @@ def _needs_master(leaf: jax.Array) -> bool:
     return jnp.result_type(leaf) in LOW_PRECISION
 
 
-@readable
+@brief_repr
 class MultiPrecisionState(NamedTuple):
     master: chex.ArrayTree  # f32 copy of each low-precision leaf; None for the others
     inner: optax.OptState
@@ -50,11 +50,11 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
     validation.transformation("inner", inner)
 
     def working_copy(params, master):
-        return jax.tree_util.tree_map(lambda p, m: p if m is None else m, params, master,
-                                      is_leaf=lambda x: x is None)
+        return jax.tree.map(lambda p, m: p if m is None else m, params, master,
+                            is_leaf=lambda x: x is None)
 
     def init_fn(params):
-        master = jax.tree_util.tree_map(
+        master = jax.tree.map(
             lambda p: p.astype(jnp.float32) if _needs_master(p) else None, params)
         return MultiPrecisionState(master, inner.init(working_copy(params, master)))
 
@@ -62,7 +62,7 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
         if params is None:
             raise ValueError("multi_precision needs params: call update(grads, state, params)")
         work = working_copy(params, state.master)
-        grads = jax.tree_util.tree_map(lambda g, w: g.astype(w.dtype), updates, work)
+        grads = jax.tree.map(lambda g, w: g.astype(w.dtype), updates, work)
         steps, inner_state = inner.update(grads, state.inner, work)
         new_work = optax.apply_updates(work, steps)
 
@@ -74,8 +74,8 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
                 return s
             return w.astype(p.dtype).astype(jnp.float32) - p.astype(jnp.float32)
 
-        master = jax.tree_util.tree_map(master_of, params, new_work)
-        updates = jax.tree_util.tree_map(update_of, params, new_work, steps)
+        master = jax.tree.map(master_of, params, new_work)
+        updates = jax.tree.map(update_of, params, new_work, steps)
         return updates, MultiPrecisionState(master, inner_state)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -87,7 +87,7 @@ def all_finite(tree: chex.ArrayTree) -> jax.Array:
                                bool))
 
 
-@readable
+@brief_repr
 class ApplyIfFiniteState(NamedTuple):
     notfinite_count: jax.Array  # int32: non-finite steps in a row, up to the last
     total_notfinite: jax.Array  # int32: non-finite (skipped) steps in all
@@ -125,7 +125,7 @@ def apply_if_finite(inner: optax.GradientTransformation) -> optax.GradientTransf
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@readable
+@brief_repr
 class DynamicLossScaleState(NamedTuple):
     loss_scale: jax.Array  # float32: multiply this step's loss by it
     next_loss_scale: jax.Array  # float32: the scale after this step's check (MXNet's lag)

@@ -135,12 +135,12 @@ def describe(tree: Any, max_leaves: int = 6) -> str:
     and the states of a chain are listed one per line. A Flax Variable shows
     the value it holds. Tracers show only
     dtype and shape, so it also works inside ``jit``. It is the repr of
-    every mxopt state class (:func:`readable`).
+    every mxopt state class (:func:`brief_repr`).
     """
     return _describe(tree, max_leaves, "")
 
 
-def readable(state_class: type) -> type:
+def brief_repr(state_class: type) -> type:
     """Makes :func:`describe` the repr of a state class (a class decorator)."""
     state_class.__repr__ = describe
     return state_class

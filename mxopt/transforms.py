@@ -34,10 +34,10 @@ from mxopt.hyperparams import (
     Positive,
 )
 from mxopt.multipliers import MultiplierSpec
-from mxopt.numerics import complement, like, one_minus_power, opaque_copy, tree_map
+from mxopt.numerics import cast, complement, one_minus_power, opaque_copy
 from mxopt.schedules import Schedule
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable, state_nodes
+from mxopt.structure import LikeParams, brief_repr, state_nodes
 
 
 def _elementwise(given: Given, state_class: type[NamedTuple],
@@ -54,12 +54,12 @@ def _elementwise(given: Given, state_class: type[NamedTuple],
         (h,) = state
         if hyperparams.is_off(h):  # the identity (see Hyperparameter.off)
             return updates, state
-        return tree_map(lambda g: fn(g, like(h, g)), updates), state
+        return jax.tree.map(lambda g: fn(g, cast(h, g)), updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@readable
+@brief_repr
 class RescaleState(NamedTuple):
     rescale_grad: Factor  # off at 1: no multiply in the update
 
@@ -78,7 +78,7 @@ def rescale(rescale_grad: float = 1.0) -> optax.GradientTransformation:
                         lambda g, r: r * g)
 
 
-@readable
+@brief_repr
 class ClipState(NamedTuple):
     clip_gradient: Positive
 
@@ -97,7 +97,7 @@ def clip(clip_gradient: float | None = None) -> optax.GradientTransformation:
                         lambda g, c: jnp.clip(g, -c, c))
 
 
-@readable
+@brief_repr
 class AddDecayedWeightsState(NamedTuple):
     wd: Decay  # off at 0: no decay term in the update
     wd_mult: Multipliers | None  # None for all 1
@@ -134,13 +134,13 @@ def add_decayed_weights(wd: float = 0.0,
         if hyperparams.is_off(state.wd):
             return updates, state
         decay = weight_decays(state, updates)
-        return tree_map(lambda g, w, d: g + like(d, g) * w.astype(g.dtype),
-                        updates, params, decay), state
+        return jax.tree.map(lambda g, w, d: g + cast(d, g) * w.astype(g.dtype),
+                            updates, params, decay), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@readable
+@brief_repr
 class LearningRateState(NamedTuple):
     learning_rate: NonNegative | None  # None when a schedule sets it
     lr_mult: Multipliers | None  # None for all 1
@@ -212,12 +212,12 @@ def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: Multipli
         del params, extra_args
         # negated once, before the per-leaf multipliers (exact: -(lr * m) == -lr * m)
         steps = multipliers.per_leaf(-rate.unscaled(state, count), state.lr_mult, updates)
-        return tree_map(lambda g, s: like(s, g) * g, updates, steps), rate.given.injected(state)
+        return jax.tree.map(lambda g, s: cast(s, g) * g, updates, steps), rate.given.injected(state)
 
     return rate.with_counter(optax.GradientTransformationExtraArgs(rate.init, update_fn))
 
 
-@readable
+@brief_repr
 class TraceState(NamedTuple):
     momentum: DecayRate
     trace: LikeParams
@@ -243,9 +243,9 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
     def update_fn(updates, state, params=None):
         del params
         mu = given.injected(state).momentum
-        new_trace = tree_map(lambda u, m: like(mu, u) * m + u, updates, state.trace)
+        new_trace = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, state.trace)
         if nesterov:
-            updates = tree_map(lambda u, m: like(mu, u) * m + u, updates, new_trace)
+            updates = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, new_trace)
         else:  # a copy, so that the caller's ``w + updates`` is no lone add (see opaque_copy)
             updates = opaque_copy(new_trace)
         return updates, TraceState(mu, new_trace)
@@ -270,7 +270,7 @@ def momentum_buffer(momentum: float, nesterov: bool = False) -> optax.GradientTr
     return trace(momentum, nesterov=nesterov)
 
 
-@readable
+@brief_repr
 class ScaleByAdamState(NamedTuple):
     beta1: ExactDecayRate
     beta2: ExactDecayRate
@@ -316,13 +316,13 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
             c1, c2 = complement(s.beta1, s.beta1_residual), complement(s.beta2, s.beta2_residual)
         else:
             c1, c2 = 1 - s.beta1, 1 - s.beta2
-        mean = tree_map(lambda g, m: like(s.beta1, g) * m + like(c1, g) * g, updates, s.mean)
-        var = tree_map(lambda g, v: like(s.beta2, g) * v + like(c2, g) * g * g, updates, s.var)
+        mean = jax.tree.map(lambda g, m: cast(s.beta1, g) * m + cast(c1, g) * g, updates, s.mean)
+        var = jax.tree.map(lambda g, v: cast(s.beta2, g) * v + cast(c2, g) * g * g, updates, s.var)
         t = count.astype(jnp.float32)
         correction = (jnp.sqrt(one_minus_power(s.beta2, s.beta2_residual, t))
                       / one_minus_power(s.beta1, s.beta1_residual, t))
-        updates = tree_map(
-            lambda m, v: like(correction, m) * m / (jnp.sqrt(v) + like(s.epsilon, v)), mean, var)
+        updates = jax.tree.map(
+            lambda m, v: cast(correction, m) * m / (jnp.sqrt(v) + cast(s.epsilon, v)), mean, var)
         return updates, s._replace(mean=mean, var=var)
 
     return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),

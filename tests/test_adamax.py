@@ -16,7 +16,7 @@ from strategies import base_arguments, floats, schedulers
 from trajectory import assert_close_to, assert_matches_reference, trajectory
 
 import mxopt
-from mxopt.optimizers import adamax
+from mxopt import adamax
 from mxopt.optimizers.adamax import scale_by_adamax
 
 F32 = np.float32

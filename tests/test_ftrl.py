@@ -16,7 +16,7 @@ from strategies import base_arguments, floats, schedulers
 from trajectory import assert_matches_reference
 
 import mxopt
-from mxopt.optimizers import ftrl
+from mxopt import ftrl
 
 F32 = np.float32
 SHAPES = {"fc_weight": (3, 4), "fc_bias": (4,), "bn_gamma": (2, 2, 2)}

@@ -18,7 +18,7 @@ from strategies import base_arguments, floats, schedulers
 from trajectory import assert_close_to, trajectory
 
 import mxopt
-from mxopt.optimizers import lars
+from mxopt import lars
 from mxopt.optimizers.lars import is_exempt
 
 F32 = np.float32

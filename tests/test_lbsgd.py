@@ -17,7 +17,7 @@ from strategies import base_arguments, floats, schedulers
 from trajectory import assert_matches_reference
 
 import mxopt
-from mxopt.optimizers import lbsgd
+from mxopt import lbsgd
 from mxopt.optimizers.lbsgd import lars_multiplier, warmup_multiplier
 
 F32 = np.float32

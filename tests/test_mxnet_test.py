@@ -12,7 +12,7 @@ from steps import random_problem
 from strategies import floats
 
 import mxopt
-from mxopt.optimizers import mxnet_test
+from mxopt import mxnet_test
 
 F32 = np.float32
 SHAPES = {"fc_weight": (3, 4), "fc_bias": (4,)}

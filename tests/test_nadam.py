@@ -20,7 +20,7 @@ from strategies import base_arguments, floats, schedulers
 from trajectory import assert_close_to, trajectory
 
 import mxopt
-from mxopt.optimizers import nadam
+from mxopt import nadam
 from mxopt.optimizers.nadam import scale_by_nadam
 
 F32 = np.float32

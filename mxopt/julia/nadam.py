@@ -22,10 +22,10 @@ from mxopt.julia.schedulers import (
 from mxopt.numerics import complement
 from mxopt.optimizers.nadam import nadam_step
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class ScaleByNadamState(NamedTuple):
     """:func:`scale_by_nadam`'s state: MXNet.jl's ``NadamState``.
 

@@ -106,7 +106,7 @@ def _check_batch_size(batch_size: Any) -> None:
     _checked("batch_size", batch_size, lambda n, v: validation.count(n, v, minimum=1))
 
 
-def _fresh(tx: optax.GradientTransformation, updates: chex.ArrayTree,
+def _apply_once(tx: optax.GradientTransformation, updates: chex.ArrayTree,
            weight: chex.ArrayTree) -> chex.ArrayTree:
     """Applies a transform whose state holds only hyperparameters, built afresh."""
     return tx.update(updates, tx.init(weight), weight)[0]
@@ -119,7 +119,7 @@ def _normalize(grad: chex.ArrayTree, weight: chex.ArrayTree, h: Hyperparameters,
         chain.append(transforms.clip(h["clip_gradient"]))
     if decaying:
         chain.append(transforms.add_decayed_weights(h["wd"]))
-    return _fresh(optax.chain(*chain), grad, weight)
+    return _apply_once(optax.chain(*chain), grad, weight)
 
 
 _normalize_jit = jax.jit(_normalize, static_argnames=("clipping", "decaying"))
@@ -162,7 +162,7 @@ def normalized_gradient(opts: AbstractOptimizerOptions, state: OptimizationState
 def _descend(direction: chex.ArrayTree, weight: chex.ArrayTree,
              h: Hyperparameters) -> chex.ArrayTree:
     """``-lr * direction``, the step MXNet.jl adds to the weight."""
-    return _fresh(transforms.scale_by_learning_rate(h["learning_rate"]), direction, weight)
+    return _apply_once(transforms.scale_by_learning_rate(h["learning_rate"]), direction, weight)
 
 
 def option(default: object, rule: Callable[[str, object], object]) -> Any:

@@ -10,13 +10,13 @@ import optax
 
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import ExactDecayRate, Given, Positive
-from mxopt.numerics import like, tree_map
+from mxopt.numerics import cast
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class ScaleByAdadeltaState(NamedTuple):
     rho: ExactDecayRate
     epsilon: Positive
@@ -55,12 +55,12 @@ def scale_by_adadelta(rho: float = 0.9, epsilon: float = 1e-5) -> optax.Gradient
         complement = (1 - s.rho) - s.rho_residual
 
         def average(old, square):
-            return like(s.rho, old) * old + like(complement, square) * square
+            return cast(s.rho, old) * old + cast(complement, square) * square
 
-        acc_g = tree_map(lambda g, a: average(a, g * g), updates, s.acc_g)
-        updates = tree_map(lambda g, a, d: jnp.sqrt(d + like(s.epsilon, d))
-                       / jnp.sqrt(a + like(s.epsilon, a)) * g, updates, acc_g, s.acc_delta)
-        acc_delta = tree_map(lambda d, a: average(a, d * d), updates, s.acc_delta)
+        acc_g = jax.tree.map(lambda g, a: average(a, g * g), updates, s.acc_g)
+        updates = jax.tree.map(lambda g, a, d: jnp.sqrt(d + cast(s.epsilon, d))
+                               / jnp.sqrt(a + cast(s.epsilon, a)) * g, updates, acc_g, s.acc_delta)
+        acc_delta = jax.tree.map(lambda d, a: average(a, d * d), updates, s.acc_delta)
         return updates, s._replace(acc_g=acc_g, acc_delta=acc_delta)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -12,14 +12,14 @@ import optax
 from mxopt import validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, Positive
-from mxopt.numerics import like, tree_map
+from mxopt.numerics import cast
 from mxopt.packing import refuse_packed
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import named_leaves, readable
+from mxopt.structure import brief_repr, named_leaves
 
 
-@readable
+@brief_repr
 class ScaleByAdagradState(NamedTuple):
     # eps = 0 would give 0/0 for a leaf whose gradients have all been 0.
     eps: Positive
@@ -32,13 +32,13 @@ def _scale_by_history(eps: float, increment: Callable[[jax.Array], jax.Array],
     given = Given(ScaleByAdagradState, eps=eps)
 
     def init_fn(params):
-        return ScaleByAdagradState(**given.fields(), history=tree_map(zeros, params))
+        return ScaleByAdagradState(**given.fields(), history=jax.tree.map(zeros, params))
 
     def update_fn(updates, state, params=None):
         del params
         state = given.injected(state)
-        history = tree_map(lambda g, h: h + increment(g), updates, state.history)
-        updates = tree_map(lambda g, h: g / jnp.sqrt(h + like(state.eps, h)), updates, history)
+        history = jax.tree.map(lambda g, h: h + increment(g), updates, state.history)
+        updates = jax.tree.map(lambda g, h: g / jnp.sqrt(h + cast(state.eps, h)), updates, history)
         return updates, state._replace(history=history)
 
     return optax.GradientTransformation(init_fn, update_fn)

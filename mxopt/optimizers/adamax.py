@@ -11,13 +11,13 @@ import optax
 from mxopt.base import Base, optimizer
 from mxopt.counting import counted
 from mxopt.hyperparams import DecayRate, ExactDecayRate, Given, Positive
-from mxopt.numerics import complement, like, one_minus_power, tree_map, unzip
+from mxopt.numerics import cast, complement, one_minus_power, unzip
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class ScaleByAdamaxState(NamedTuple):
     beta1: ExactDecayRate
     beta2: DecayRate
@@ -62,15 +62,15 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | N
         one_minus_beta1 = complement(s.beta1, s.beta1_residual)
 
         def leaf(g, m, u):
-            m = like(s.beta1, g) * m + like(one_minus_beta1, g) * g
-            u = jnp.maximum(like(s.beta2, g) * u, jnp.abs(g))
+            m = cast(s.beta1, g) * m + cast(one_minus_beta1, g) * g
+            u = jnp.maximum(cast(s.beta2, g) * u, jnp.abs(g))
             if s.epsilon is None:
                 ratio = jnp.where(u > 0, m / jnp.where(u > 0, u, 1), 0)
             else:
-                ratio = m / (u + like(s.epsilon, u))
-            return like(correction, g) * ratio, m, u
+                ratio = m / (u + cast(s.epsilon, u))
+            return cast(correction, g) * ratio, m, u
 
-        out = tree_map(leaf, updates, s.mean, s.norm)
+        out = jax.tree.map(leaf, updates, s.mean, s.norm)
         updates, mean, norm = unzip(updates, out, 3)
         return updates, s._replace(mean=mean, norm=norm)
 

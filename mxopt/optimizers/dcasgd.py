@@ -11,13 +11,13 @@ import optax
 from mxopt import transforms
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, NonNegative
-from mxopt.numerics import like, tree_map
+from mxopt.numerics import cast
 from mxopt.optimizers.sgd import momentum_state
 from mxopt.registry import MXNet, register
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class AddDelayCompensationState(NamedTuple):
     lamda: NonNegative
     previous_weight: LikeParams  # the weight the previous update started from
@@ -46,8 +46,8 @@ def add_delay_compensation(lamda: float = 0.04) -> optax.GradientTransformation:
             raise ValueError("dcasgd needs params: call update(grads, state, params)")
         state = given.injected(state)
         lam = state.lamda
-        updates = tree_map(lambda g, w, p: g + like(lam, g) * g * g * (w - p).astype(g.dtype),
-                       updates, params, state.previous_weight)
+        updates = jax.tree.map(lambda g, w, p: g + cast(lam, g) * g * g * (w - p).astype(g.dtype),
+                               updates, params, state.previous_weight)
         return updates, state._replace(previous_weight=params)
 
     return optax.GradientTransformation(init_fn, update_fn)

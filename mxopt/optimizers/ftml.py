@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from mxopt import transforms
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
-from mxopt.numerics import like, one_minus_float32_power, tree_map, unzip
+from mxopt.numerics import cast, one_minus_float32_power, unzip
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class ScaleByFtmlState(NamedTuple):
     rate: transforms.LearningRateState
     beta1: DecayRate
@@ -65,20 +66,20 @@ def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: floa
         corrections = (one_minus_float32_power(s.beta1, t), one_minus_float32_power(s.beta2, t))
 
         def step(g, w, lr, d, v, z):
-            w, lr = w.astype(g.dtype), like(lr, g)
-            beta1 = like(s.beta1, g)
-            v = like(s.beta2, g) * v + like(1 - s.beta2, g) * (g * g)
+            w, lr = w.astype(g.dtype), cast(lr, g)
+            beta1 = cast(s.beta1, g)
+            v = cast(s.beta2, g) * v + cast(1 - s.beta2, g) * (g * g)
             # MXNet divides by lr = 0 and returns NaN. As lr -> 0, -z_t / d_t
             # tends to w, and keeping d and z gives the same next step. d_t is
             # also 0 where v is 0 and epsilon underflows (float16): no step.
-            d_t = (like(corrections[0], g) / jnp.where(lr != 0, lr, 1)
-                   * (jnp.sqrt(v / like(corrections[1], g)) + like(s.epsilon, g)))
+            d_t = (cast(corrections[0], g) / jnp.where(lr != 0, lr, 1)
+                   * (jnp.sqrt(v / cast(corrections[1], g)) + cast(s.epsilon, g)))
             moving = (lr != 0) & (d_t > 0)
-            z_t = beta1 * z + like(1 - s.beta1, g) * g - (d_t - beta1 * d) * w
+            z_t = beta1 * z + cast(1 - s.beta1, g) * g - (d_t - beta1 * d) * w
             return (jnp.where(moving, -z_t / d_t - w, 0), jnp.where(moving, d_t, d), v,
                     jnp.where(moving, z_t, z))
 
-        out = tree_map(step, updates, params, lrs, s.d, s.v, s.z)
+        out = jax.tree.map(step, updates, params, lrs, s.d, s.v, s.z)
         updates, d, v, z = unzip(updates, out, 4)
         return updates, s._replace(rate=rate.given.injected(s.rate), d=d, v=v, z=z)
 

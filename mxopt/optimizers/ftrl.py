@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -12,14 +13,14 @@ from mxopt import multipliers
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, Multipliers, NonNegative
 from mxopt.multipliers import MultiplierSpec
-from mxopt.numerics import like, tree_map, unzip
+from mxopt.numerics import cast, unzip
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 from mxopt.transforms import LearningRate, LearningRateState
 
 
-@readable
+@brief_repr
 class FtrlStepState(NamedTuple):
     rate: LearningRateState  # learning_rate and lr_mult
     lamda1: NonNegative
@@ -74,7 +75,7 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
         wds = multipliers.per_leaf(state.wd, state.wd_mult, updates)
 
         def leaf(g, w, z, n, lr, wd):
-            lr, wd, l1, b = (like(x, g) for x in (lr, wd, state.lamda1, state.beta))
+            lr, wd, l1, b = (cast(x, g) for x in (lr, wd, state.lamda1, state.beta))
             w = w.astype(g.dtype)
             new_z = z + (g - (jnp.sqrt(n + g * g) - jnp.sqrt(n)) * w / lr)
             new_n = n + g * g
@@ -90,7 +91,7 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
             return (jnp.where(learns, new_w - w, 0), jnp.where(learns, new_z, z),
                     jnp.where(learns, new_n, n))
 
-        out = tree_map(leaf, updates, params, state.z, state.n, lrs, wds)
+        out = jax.tree.map(leaf, updates, params, state.z, state.n, lrs, wds)
         steps, z, n = unzip(updates, out, 3)
         return steps, state._replace(rate=rate.given.injected(state.rate), z=z, n=n)
 

@@ -11,11 +11,11 @@ import optax
 from mxopt.base import Base, optimizer
 from mxopt.counting import counted
 from mxopt.hyperparams import DecayRate, Given, Positive
-from mxopt.numerics import like, one_minus_float32_power, tree_map
+from mxopt.numerics import cast, one_minus_float32_power
 from mxopt.packing import leaf_sums
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
 def _norm(leaf: jax.Array, leaf_sum) -> jax.Array:
@@ -23,7 +23,7 @@ def _norm(leaf: jax.Array, leaf_sum) -> jax.Array:
     return jnp.sqrt(leaf_sum(jnp.square(leaf.astype(jnp.float32)))).astype(leaf.dtype)
 
 
-@readable
+@brief_repr
 class ScaleByLambState(NamedTuple):
     beta1: DecayRate
     beta2: DecayRate
@@ -68,24 +68,24 @@ def scale_by_lamb(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
         t = count.astype(jnp.float32)
 
         def moment(beta, old, new):
-            return like(beta, new) * old + like(1 - beta, new) * new
+            return cast(beta, new) * old + cast(1 - beta, new) * new
 
-        mean = tree_map(lambda g, m: moment(s.beta1, m, g), updates, s.mean)
-        var = tree_map(lambda g, v: moment(s.beta2, v, g * g), updates, s.var)
+        mean = jax.tree.map(lambda g, m: moment(s.beta1, m, g), updates, s.mean)
+        var = jax.tree.map(lambda g, v: moment(s.beta2, v, g * g), updates, s.var)
 
         def direction(m, v):
             if bias_correction:
-                m = m / like(one_minus_float32_power(s.beta1, t), m)
-                v = v / like(one_minus_float32_power(s.beta2, t), v)
-            return m / (jnp.sqrt(v) + like(s.epsilon, v))
+                m = m / cast(one_minus_float32_power(s.beta1, t), m)
+                v = v / cast(one_minus_float32_power(s.beta2, t), v)
+            return m / (jnp.sqrt(v) + cast(s.epsilon, v))
 
-        return tree_map(direction, mean, var), s._replace(mean=mean, var=var)
+        return jax.tree.map(direction, mean, var), s._replace(mean=mean, var=var)
 
     return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),
                    begin_num_update=begin_num_update)
 
 
-@readable
+@brief_repr
 class ScaleByTrustRatioState(NamedTuple):
     lower_bound: Positive | None  # None for no lower bound
     upper_bound: Positive | None  # None for no upper bound
@@ -118,14 +118,14 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
         def scaled(g, w, leaf_sum):
             r1, r2 = _norm(w, leaf_sum).astype(g.dtype), _norm(g, leaf_sum)
             if state.lower_bound is not None:
-                r1 = jnp.maximum(r1, like(state.lower_bound, r1))
+                r1 = jnp.maximum(r1, cast(state.lower_bound, r1))
             if state.upper_bound is not None:
-                r1 = jnp.minimum(r1, like(state.upper_bound, r1))
+                r1 = jnp.minimum(r1, cast(state.upper_bound, r1))
             trusted = (r1 != 0) & (r2 != 0)
             ratio = jnp.where(trusted, r1 / jnp.where(trusted, r2, 1), 1).astype(g.dtype)
             return ratio * g
 
-        return tree_map(scaled, updates, params, leaf_sums(params)), state
+        return jax.tree.map(scaled, updates, params, leaf_sums(params)), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 

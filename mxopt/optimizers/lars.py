@@ -17,7 +17,7 @@ from mxopt.multipliers import MultiplierSpec
 from mxopt.packing import refuse_packed
 from mxopt.precision import multi_precision
 from mxopt.registry import MXNet, Unimportable, register
-from mxopt.structure import leaf_name, readable
+from mxopt.structure import brief_repr, leaf_name
 
 # MXNet skips the trust ratio for parameters whose names end so (biases and
 # batch-norm scales and shifts): a plain suffix test on the leaf's name.
@@ -60,7 +60,7 @@ def with_momentum(trace: optax.GradientTransformation, steps: optax.Updates,
     return steps, new._replace(momentum=state.momentum)
 
 
-@readable
+@brief_repr
 class ScaleByLarsState(NamedTuple):
     eta: NonNegative
     eps: NonNegative
@@ -136,13 +136,13 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
             ratio = lr * s.eta * w_norm / (jnp.sqrt(g_sum_sq) * scale + wd * w_norm + s.eps)
             return jnp.where((w_norm > 0) & (g_sum_sq > 0), ratio, lr)
 
-        dtypes = (jax.tree_util.tree_map(jnp.result_type, params) if stored_dtypes is None
+        dtypes = (jax.tree.map(jnp.result_type, params) if stored_dtypes is None
                   else stored_dtypes)
         layer_lrs = jax.tree_util.tree_map_with_path(layer_rate, lrs, wds, params, updates, dtypes)
         grads, rescale_state = rescale.update(updates, s.rescale)
         grads, clip_state = clip.update(grads, s.clip)
         grads, decay_state = decay.update(grads, s.decay, params)
-        steps = jax.tree_util.tree_map(lambda g, lr: -lr.astype(g.dtype) * g, grads, layer_lrs)
+        steps = jax.tree.map(lambda g, lr: -lr.astype(g.dtype) * g, grads, layer_lrs)
         lr = rate.unscaled(s.rate, count)
         last = s.last_lr
         mu = s.mom.momentum if isinstance(s.mom, transforms.TraceState) else None
@@ -164,7 +164,7 @@ def on_master_copies(
     weights as well as the float32 masters they update.
     """
     def dtypes(params):
-        return jax.tree_util.tree_map(jnp.result_type, params)
+        return jax.tree.map(jnp.result_type, params)
 
     def init_fn(params):
         return multi_precision(make(dtypes(params))).init(params)

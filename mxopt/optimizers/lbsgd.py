@@ -15,7 +15,7 @@ from mxopt.optimizers.lars import STATE_IN_THE_OBJECT, sum_of_squares
 from mxopt.packing import refuse_packed
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import readable
+from mxopt.structure import brief_repr
 
 WARMUP_STRATEGIES = ("linear", "power2", "sqrt", "lars")
 
@@ -42,7 +42,7 @@ def lars_multiplier(w: jax.Array, g: jax.Array, wd: jax.Array) -> jax.Array:
     return jnp.clip(jnp.sqrt(w2 / (g2 + wd * w2 + 1e-18)), 0.01, 100.0)
 
 
-@readable
+@brief_repr
 class ScaleByLbsgdState(NamedTuple):
     grad_sum: optax.Updates | None  # like params: grads since the last update (None: batch_scale 1)
     rescale: transforms.RescaleState
@@ -93,19 +93,19 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
         if s.grad_sum is None:
             grads = updates
         else:
-            total = jax.tree_util.tree_map(jnp.add, s.grad_sum, updates)
-            grads = jax.tree_util.tree_map(lambda t: t / jnp.asarray(batch_scale, t.dtype), total)
+            total = jax.tree.map(jnp.add, s.grad_sum, updates)
+            grads = jax.tree.map(lambda t: t / jnp.asarray(batch_scale, t.dtype), total)
         if warmup_strategy == "lars":
             wds = transforms.weight_decays(s.decay, updates)
-            mults = jax.tree_util.tree_map(lars_multiplier, params, grads, wds)
+            mults = jax.tree.map(lars_multiplier, params, grads, wds)
         else:
             mult = warmup_multiplier(warmup_strategy, calls, warmup_updates, batch_scale)
-            mults = jax.tree_util.tree_map(lambda _: mult, lrs)
+            mults = jax.tree.map(lambda _: mult, lrs)
         g, rescale_state = rescale.update(grads, s.rescale)
         g, clip_state = clip.update(g, s.clip)
         g, decay_state = decay.update(g, s.decay, params)
-        steps = jax.tree_util.tree_map(lambda g, lr, m: -(lr * m).astype(g.dtype) * g,
-                                       g, lrs, mults)
+        steps = jax.tree.map(lambda g, lr, m: -(lr * m).astype(g.dtype) * g,
+                             g, lrs, mults)
         steps, trace_state = trace.update(steps, s.mom)
         grad_sum = None
         if s.grad_sum is not None:
@@ -114,9 +114,9 @@ def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
             def when(new, old):
                 return jnp.where(apply, new, old)
 
-            steps = jax.tree_util.tree_map(lambda u: when(u, jnp.zeros_like(u)), steps)
-            trace_state = jax.tree_util.tree_map(when, trace_state, s.mom)
-            grad_sum = jax.tree_util.tree_map(lambda t: when(jnp.zeros_like(t), t), total)
+            steps = jax.tree.map(lambda u: when(u, jnp.zeros_like(u)), steps)
+            trace_state = jax.tree.map(when, trace_state, s.mom)
+            grad_sum = jax.tree.map(lambda t: when(jnp.zeros_like(t), t), total)
         return steps, ScaleByLbsgdState(grad_sum, rescale_state, clip_state, decay_state,
                                         rate.given.injected(s.rate), trace_state)
 

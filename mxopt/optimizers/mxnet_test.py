@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import optax
 
 from mxopt.base import Base, optimizer
-from mxopt.numerics import tree_map
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class RememberWeightState(NamedTuple):
     weight: LikeParams  # the weight after the last update (zeros before any)
 
@@ -27,8 +27,8 @@ def remember_weight() -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("test needs params: call update(grads, state, params)")
-        return updates, RememberWeightState(tree_map(lambda w, u: w + u.astype(w.dtype),
-                                                 params, updates))
+        return updates, RememberWeightState(jax.tree.map(lambda w, u: w + u.astype(w.dtype),
+                                                         params, updates))
 
     return optax.GradientTransformation(init_fn, update_fn)
 

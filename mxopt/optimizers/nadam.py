@@ -12,13 +12,13 @@ from mxopt import validation
 from mxopt.base import Base, optimizer
 from mxopt.counting import counted
 from mxopt.hyperparams import ExactDecayRate, Given, NonNegative, Positive
-from mxopt.numerics import complement, like, one_minus_power, tree_map, unzip
+from mxopt.numerics import cast, complement, one_minus_power, unzip
 from mxopt.registry import MXNet, Unimportable, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class ScaleByNadamState(NamedTuple):
     beta1: ExactDecayRate
     beta2: ExactDecayRate
@@ -72,12 +72,12 @@ def nadam_step(updates: optax.Updates, s: NamedTuple, t: jax.Array, one_minus_mu
     one_minus_beta2 = complement(s.beta2, s.beta2_residual)
 
     def leaf(g, m, v):
-        m = like(s.beta1, g) * m + like(one_minus_beta1, g) * g
-        v = like(s.beta2, g) * v + like(one_minus_beta2, g) * g * g
-        m_bar = like(grad_scale, g) * g + like(mean_scale, m) * m
-        return m_bar / (jnp.sqrt(v / like(var_correction, v)) + like(s.epsilon, v)), m, v
+        m = cast(s.beta1, g) * m + cast(one_minus_beta1, g) * g
+        v = cast(s.beta2, g) * v + cast(one_minus_beta2, g) * g * g
+        m_bar = cast(grad_scale, g) * g + cast(mean_scale, m) * m
+        return m_bar / (jnp.sqrt(v / cast(var_correction, v)) + cast(s.epsilon, v)), m, v
 
-    out = tree_map(leaf, updates, s.mean, s.var)
+    out = jax.tree.map(leaf, updates, s.mean, s.var)
     updates, mean, var = unzip(updates, out, 3)
     return updates, mean, var, schedule
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from mxopt import transforms, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
-from mxopt.numerics import like, tree_map
+from mxopt.numerics import cast
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class ScaleByRMSPropState(NamedTuple):
     gamma1: DecayRate
     epsilon: Positive
@@ -59,21 +60,21 @@ def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
         s = given.injected(state)
 
         def average(old, new):
-            return like(1 - s.gamma1, new) * new + like(s.gamma1, old) * old
+            return cast(1 - s.gamma1, new) * new + cast(s.gamma1, old) * old
 
-        mean_square = tree_map(lambda g, n: average(n, g * g), updates, s.mean_square)
+        mean_square = jax.tree.map(lambda g, n: average(n, g * g), updates, s.mean_square)
         if centered:
-            mean = tree_map(average, s.mean, updates)
-            spread = tree_map(lambda n, m: n - m * m, mean_square, mean)
+            mean = jax.tree.map(average, s.mean, updates)
+            spread = jax.tree.map(lambda n, m: n - m * m, mean_square, mean)
         else:
             mean, spread = None, mean_square
-        updates = tree_map(lambda g, v: g / jnp.sqrt(v + like(s.epsilon, v)), updates, spread)
+        updates = jax.tree.map(lambda g, v: g / jnp.sqrt(v + cast(s.epsilon, v)), updates, spread)
         return updates, s._replace(mean_square=mean_square, mean=mean)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@readable
+@brief_repr
 class MomentumState(NamedTuple):
     gamma2: DecayRate
     delta: LikeParams  # the last step taken (MXNet's state delta)
@@ -102,7 +103,7 @@ def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@readable
+@brief_repr
 class ClipWeightsState(NamedTuple):
     clip_weights: Positive
 
@@ -133,11 +134,11 @@ def clip_new_weights(bound: float | None = None) -> optax.GradientTransformation
         state = given.injected(state)
 
         def clipped(u, w):
-            c = like(state.clip_weights, u)
+            c = cast(state.clip_weights, u)
             w = w.astype(u.dtype)
             return jnp.clip(w + u, -c, c) - w
 
-        return tree_map(clipped, updates, params), state
+        return jax.tree.map(clipped, updates, params), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 

@@ -10,13 +10,13 @@ import optax
 
 from mxopt import validation
 from mxopt.base import Base, optimizer
-from mxopt.numerics import like, tree_map
+from mxopt.numerics import cast
 from mxopt.registry import MXNet, register
-from mxopt.structure import readable
+from mxopt.structure import brief_repr
 from mxopt.transforms import LearningRate, LearningRateState
 
 
-@readable
+@brief_repr
 class ScaleByLangevinState(NamedTuple):
     rate: LearningRateState  # learning rate, lr_mult
     key: jax.Array | None  # u32[2] PRNG key of the next update's noise; None without noise
@@ -50,13 +50,13 @@ def scale_by_langevin(rate: LearningRate, *, seed: int = 0,
         del params, extra_args
         lrs = rate.at(state.rate, count, updates)
         rate_state = rate.given.injected(state.rate)
-        steps = tree_map(lambda g, lr: -like(lr / 2, g) * g, updates, lrs)
+        steps = jax.tree.map(lambda g, lr: -cast(lr / 2, g) * g, updates, lrs)
         if not noise:
             return steps, ScaleByLangevinState(rate_state, None)
         key, draw = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(steps)
         keys = jax.random.split(draw, len(leaves))
-        noisy = [s + like(jnp.sqrt(lr), s) * jax.random.normal(k, s.shape, s.dtype)
+        noisy = [s + cast(jnp.sqrt(lr), s) * jax.random.normal(k, s.shape, s.dtype)
                  for s, lr, k in zip(leaves, jax.tree.leaves(lrs), keys)]
         return jax.tree.unflatten(treedef, noisy), ScaleByLangevinState(rate_state, key)
 

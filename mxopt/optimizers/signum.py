@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
 from mxopt import transforms
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, NonNegative
-from mxopt.numerics import like, tree_map
+from mxopt.numerics import cast
 from mxopt.registry import MXNet, Negated, register
 from mxopt.sharding import zeros_like
-from mxopt.structure import LikeParams, readable
+from mxopt.structure import LikeParams, brief_repr
 
 
-@readable
+@brief_repr
 class ScaleBySignumState(NamedTuple):
     momentum: DecayRate
     mom: LikeParams  # the average of past gradients
@@ -43,13 +44,13 @@ def scale_by_signum(momentum: float = 0.9) -> optax.GradientTransformation:
         del params
         state = given.injected(state)
         mu = state.momentum
-        mom = tree_map(lambda g, m: like(mu, g) * m + like(1 - mu, g) * g, updates, state.mom)
-        return tree_map(jnp.sign, mom), state._replace(mom=mom)
+        mom = jax.tree.map(lambda g, m: cast(mu, g) * m + cast(1 - mu, g) * g, updates, state.mom)
+        return jax.tree.map(jnp.sign, mom), state._replace(mom=mom)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@readable
+@brief_repr
 class AddDecoupledWeightDecayState(NamedTuple):
     wd_lh: NonNegative
 
@@ -75,7 +76,8 @@ def add_decoupled_weight_decay(wd_lh: float = 0.0) -> optax.GradientTransformati
             raise ValueError("wd_lh needs params: call update(grads, state, params)")
         state = given.injected(state)
         decay = state.wd_lh
-        return tree_map(lambda u, w: u + like(decay, u) * w.astype(u.dtype), updates, params), state
+        decayed = jax.tree.map(lambda u, w: u + cast(decay, u) * w.astype(u.dtype), updates, params)
+        return decayed, state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
