@@ -231,6 +231,9 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
     learning rate sits inside the buffer as in MXNet's SGD and NAG, so a
     changing rate acts as it does there.
 
+    Its ``update`` also takes ``momentum=``, a decay for this one update in
+    place of the held one (LARS's momentum correction), which the state keeps.
+
     Args:
       momentum: the decay of the buffer, in [0, 1).
       nesterov: Nesterov's look-ahead form (MXNet's NAG).
@@ -240,15 +243,16 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
     def init_fn(params):
         return TraceState(**given.fields(), trace=zeros_like(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, *, momentum=None):
         del params
-        mu = given.injected(state).momentum
+        held = given.injected(state).momentum
+        mu = held if momentum is None else jnp.asarray(momentum, jnp.float32)
         new_trace = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, state.trace)
         if nesterov:
             updates = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, new_trace)
         else:  # a copy, so that the caller's ``w + updates`` is no lone add (see opaque_copy)
             updates = opaque_copy(new_trace)
-        return updates, TraceState(mu, new_trace)
+        return updates, TraceState(held, new_trace)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

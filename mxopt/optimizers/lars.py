@@ -50,16 +50,6 @@ def sum_of_squares(x: jax.Array) -> jax.Array:
     return jnp.sum((x * x).astype(jnp.float32))
 
 
-def with_momentum(trace: optax.GradientTransformation, steps: optax.Updates,
-                  state: transforms.TraceState | optax.EmptyState,
-                  momentum: jax.Array) -> tuple[optax.Updates, optax.OptState]:
-    """:func:`transforms.trace` for one update with ``momentum`` in place of the held one."""
-    if not isinstance(state, transforms.TraceState):
-        return steps, state
-    steps, new = trace.update(steps, state._replace(momentum=momentum))
-    return steps, new._replace(momentum=state.momentum)
-
-
 @brief_repr
 class ScaleByLarsState(NamedTuple):
     eta: NonNegative
@@ -148,7 +138,10 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
         mu = s.mom.momentum if isinstance(s.mom, transforms.TraceState) else None
         if mu is not None and momentum_correction:
             mu = jnp.where(last != 0, mu * (lr / jnp.where(last != 0, last, 1)), mu)
-        steps, trace_state = with_momentum(trace, steps, s.mom, mu)
+        if mu is None:  # momentum 0: no buffer
+            trace_state = s.mom
+        else:
+            steps, trace_state = trace.update(steps, s.mom, momentum=mu)
         return steps, ScaleByLarsState(s.eta, s.eps, lr, rescale_state, clip_state, decay_state,
                                        rate.given.injected(s.rate), trace_state)
 
