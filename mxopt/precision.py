@@ -46,8 +46,13 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
     The update is float32; ``optax.apply_updates`` adds it in float32 and
     rounds to the weight's dtype, which gives ``round_to_dtype(w32)`` bit for
     bit. Other leaves pass through ``inner`` unchanged. ``update`` needs params.
+
+    ``inner``'s update also gets ``stored_params=``, the weights as stored
+    (each the rounding of its master), for transforms that read them beside
+    the masters: MXNet's LARS takes its norms of the float16 weights.
     """
     validation.transformation("inner", inner)
+    inner_update = optax.with_extra_args_support(inner).update
 
     def working_copy(params, master):
         return jax.tree.map(lambda p, m: p if m is None else m, params, master,
@@ -58,12 +63,13 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
             lambda p: p.astype(jnp.float32) if _needs_master(p) else None, params)
         return MultiPrecisionState(master, inner.init(working_copy(params, master)))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
         if params is None:
             raise ValueError("multi_precision needs params: call update(grads, state, params)")
         work = working_copy(params, state.master)
         grads = jax.tree.map(lambda g, w: g.astype(w.dtype), updates, work)
-        steps, inner_state = inner.update(grads, state.inner, work)
+        steps, inner_state = inner_update(grads, state.inner, work,
+                                          **{**extra_args, "stored_params": params})
         new_work = optax.apply_updates(work, steps)
 
         def master_of(p, w):
@@ -78,7 +84,7 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
         updates = jax.tree.map(update_of, params, new_work, steps)
         return updates, MultiPrecisionState(master, inner_state)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def all_finite(tree: chex.ArrayTree) -> jax.Array:

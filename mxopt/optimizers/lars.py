@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -15,7 +14,6 @@ from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, NonNegative
 from mxopt.multipliers import MultiplierSpec
 from mxopt.packing import refuse_packed
-from mxopt.precision import multi_precision
 from mxopt.registry import MXNet, Unimportable, register
 from mxopt.structure import brief_repr, leaf_name
 
@@ -65,8 +63,8 @@ class ScaleByLarsState(NamedTuple):
 def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: float = 0.001,
                   eps: float = 0.0, momentum_correction: bool = True, rescale_grad: float = 1.0,
                   clip_gradient: float | None = None, wd: float = 0.0,
-                  wd_mult: MultiplierSpec = None, exempt: Exemption = None,
-                  stored_dtypes: chex.ArrayTree | None = None) -> optax.GradientTransformation:
+                  wd_mult: MultiplierSpec = None,
+                  exempt: Exemption = None) -> optax.GradientTransformation:
     """MXNet's LARS step, from the raw gradient to the weight update.
 
     Per leaf, with ``lr`` from ``rate`` (lr_mult included) and ``wd`` times
@@ -89,11 +87,10 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
     :func:`transforms.add_decayed_weights`, which this transform applies.
 
     The norms are those of the weights and gradients as stored, squared in
-    their dtype and summed in float32, as MXNet's ``multi_sum_sq``. Under
-    ``multi_precision`` the transform sees float32 master copies: pass the
-    stored dtypes (a pytree like the params) as ``stored_dtypes``, and the
-    norms are taken of the masters rounded to them, which are the stored
-    weights (see :func:`on_master_copies`).
+    their dtype and summed in float32, as MXNet's ``multi_sum_sq``: under
+    :func:`mxopt.multi_precision` the transform updates float32 master
+    copies, and takes the norms of the stored weights, which it passes as
+    ``stored_params``.
     """
     given = Given(ScaleByLarsState, eta=eta, eps=eps)
     exempted = exemption_rule(exempt)
@@ -109,26 +106,25 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
                                 decay=decay.init(params), rate=rate.init(params),
                                 mom=trace.init(params))
 
-    def update_fn(updates, state, params=None, *, count, **extra_args):
+    def update_fn(updates, state, params=None, *, count, stored_params=None, **extra_args):
         del extra_args
         if params is None:
             raise ValueError("lars needs params: call update(grads, state, params)")
+        stored = params if stored_params is None else stored_params
         s = given.injected(state)
         lrs = rate.at(s.rate, count, updates)
         wds = transforms.weight_decays(s.decay, updates)
         scale = hyperparams.effective(s.rescale, "rescale_grad")
 
-        def layer_rate(path, lr, wd, w, g, dtype):
+        def layer_rate(path, lr, wd, w, g):  # w as stored
             if exempted(leaf_name(path)):
                 return lr
-            w_norm = jnp.sqrt(sum_of_squares(w.astype(dtype)))
-            g_sum_sq = sum_of_squares(g.astype(dtype))
+            w_norm = jnp.sqrt(sum_of_squares(w))
+            g_sum_sq = sum_of_squares(g.astype(w.dtype))
             ratio = lr * s.eta * w_norm / (jnp.sqrt(g_sum_sq) * scale + wd * w_norm + s.eps)
             return jnp.where((w_norm > 0) & (g_sum_sq > 0), ratio, lr)
 
-        dtypes = (jax.tree.map(jnp.result_type, params) if stored_dtypes is None
-                  else stored_dtypes)
-        layer_lrs = jax.tree_util.tree_map_with_path(layer_rate, lrs, wds, params, updates, dtypes)
+        layer_lrs = jax.tree_util.tree_map_with_path(layer_rate, lrs, wds, stored, updates)
         grads, rescale_state = rescale.update(updates, s.rescale)
         grads, clip_state = clip.update(grads, s.clip)
         grads, decay_state = decay.update(grads, s.decay, params)
@@ -146,28 +142,6 @@ def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: 
                                        rate.given.injected(s.rate), trace_state)
 
     return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
-
-
-def on_master_copies(
-        make: Callable[[chex.ArrayTree], optax.GradientTransformation],
-) -> optax.GradientTransformation:
-    """:func:`mxopt.multi_precision` of ``make(dtypes)``, ``dtypes`` those of the stored params.
-
-    For transforms that, like MXNet's LARS, read the stored low-precision
-    weights as well as the float32 masters they update.
-    """
-    def dtypes(params):
-        return jax.tree.map(jnp.result_type, params)
-
-    def init_fn(params):
-        return multi_precision(make(dtypes(params))).init(params)
-
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("multi_precision needs params: call update(grads, state, params)")
-        return multi_precision(make(dtypes(params))).update(updates, state, params)
-
-    return optax.GradientTransformation(init_fn, update_fn)
 
 
 # MXNet's LARS and LBSGD keep the previous rate, or the accumulated gradients, in the object.
@@ -231,16 +205,7 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
     if not isinstance(momentum_correction, bool):
         raise ValueError(f"momentum_correction must be a bool, got {momentum_correction!r}")
 
-    def make(stored_dtypes=None):
-        return scale_by_lars(base.rate(), momentum=momentum, eta=eta, eps=eps,
-                             momentum_correction=momentum_correction,
-                             rescale_grad=base.rescale_grad, clip_gradient=base.clip_gradient,
-                             wd=base.wd, wd_mult=base.wd_mult, exempt=exempt,
-                             stored_dtypes=stored_dtypes)
-
-    tx = make()  # checks the arguments now, with or without multi_precision
-    if base.multi_precision:
-        # MXNet's LARS takes its norms of the float16 weights, not of the masters;
-        # this is base.build with their dtypes passed in.
-        return base.finish(on_master_copies(lambda dtypes: base.chain(make(dtypes))))
-    return base.build(tx)
+    return base.build(scale_by_lars(
+        base.rate(), momentum=momentum, eta=eta, eps=eps, momentum_correction=momentum_correction,
+        rescale_grad=base.rescale_grad, clip_gradient=base.clip_gradient, wd=base.wd,
+        wd_mult=base.wd_mult, exempt=exempt))
