@@ -31,7 +31,7 @@ from mxopt.julia.adadelta import AdaDelta, AdaDeltaOptions
 from mxopt.julia.adagrad import AdaGrad, AdaGradOptions
 from mxopt.julia.adam import ADAM, ADAMOptions
 from mxopt.julia.adamax import AdaMax, AdaMaxOptions
-from mxopt.julia.nadam import Nadam, NadamOptions, ScaleByNadamState, scale_by_nadam
+from mxopt.julia.nadam import Nadam, NadamOptions
 from mxopt.julia.optimizer import (
     AbstractOptimizer,
     AbstractOptimizerOptions,
@@ -60,7 +60,7 @@ __all__ = [
     "AbstractOptimizer", "AbstractOptimizerOptions", "AdaDelta", "AdaDeltaOptions", "AdaGrad",
     "AdaGradOptions", "AdaMax", "AdaMaxOptions", "LearningRate", "Momentum", "Nadam",
     "NadamOptions", "OptimizationState", "RMSProp", "RMSPropOptions", "SGD", "SGDOptions",
-    "ScaleByNadamState", "Updater", "create_state", "get_learning_rate", "get_lr_scheduler",
+    "Updater", "create_state", "get_learning_rate", "get_lr_scheduler",
     "get_momentum", "get_momentum_scheduler", "get_updater", "normalized_gradient",
-    "scale_by_nadam", "update",
+    "update",
 ]

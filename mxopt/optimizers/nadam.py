@@ -10,7 +10,7 @@ import optax
 
 from mxopt import validation
 from mxopt.base import Base, optimizer
-from mxopt.counting import counted
+from mxopt.counting import counted, next_count
 from mxopt.hyperparams import ExactDecayRate, Given, NonNegative, Positive
 from mxopt.numerics import cast, complement, one_minus_power, unzip
 from mxopt.registry import MXNet, Unimportable, register
@@ -135,6 +135,84 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
 
     return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),
                    begin_num_update=begin_num_update)
+
+
+@brief_repr
+class ScaleByNadamWithMomentaState(NamedTuple):
+    """:func:`scale_by_nadam_with_momenta`'s state: MXNet.jl's ``NadamState``.
+
+    MXNet.jl's ``momentum`` is ``1 - schedule`` and its ``beta2Power`` is
+    ``beta2^count``.
+    """
+
+    count: jax.Array  # i32 scalar: t, this weight's updates so far
+    beta1: ExactDecayRate
+    beta2: ExactDecayRate
+    epsilon: Positive
+    beta1_residual: jax.Array  # f32 scalar: beta1 - float32(beta1)
+    beta2_residual: jax.Array  # f32 scalar: beta2 - float32(beta2)
+    momentum: ExactDecayRate  # mu_t, set before each update
+    momentum_residual: jax.Array  # f32 scalar: mu_t - float32(mu_t)
+    momentum_next: ExactDecayRate  # mu_{t+1}, set before each update
+    momentum_next_residual: jax.Array  # f32 scalar: mu_{t+1} - float32(mu_{t+1})
+    schedule: jax.Array  # f32 scalar: 1 - P, P the product of the mu_t so far
+    mean: LikeParams  # MXNet.jl's mt
+    var: LikeParams  # MXNet.jl's nt
+
+
+def scale_by_nadam_with_momenta(beta1: float = 0.99, beta2: float = 0.999,
+                                epsilon: float = 1e-8) -> optax.GradientTransformation:
+    """Nadam's direction on a momentum schedule set from outside, as MXNet.jl computes it.
+
+    Before each update, the momentum schedule's ``mu_t`` and ``mu_{t+1}`` go
+    into the state's ``momentum`` and ``momentum_next`` (with their float32
+    residuals). At update ``t`` (1, 2, ...), with ``P`` the product of the
+    ``mu`` so far (MXNet.jl's ``state.momentum``, from 1)::
+
+        P = P * mu_t
+        mt = beta1 * mt + (1 - beta1) * g
+        nt = beta2 * nt + (1 - beta2) * g^2
+        g' = g / (1 - P)
+        mt' = mt / (1 - P * mu_{t+1})
+        nt' = nt / (1 - beta2^t)
+        out = ((1 - mu_t) * g' + mu_{t+1} * mt') / (sqrt(nt') + epsilon)
+
+    MXNet.jl keeps ``P`` in double precision. The state keeps ``1 - P``,
+    updated as ``(1 - P) + P * (1 - mu_t)`` (non-negative terms) with
+    ``1 - mu_t`` from the double-precision ``mu_t``; ``1 - beta1``, ``1 -
+    beta2`` and ``1 - beta2^t`` come from the double-precision betas. All
+    keep float32's relative precision where the ``mu`` or betas are near 1.
+
+    The step is :func:`nadam_step`, as in :func:`scale_by_nadam`; that
+    transform derives ``mu_t`` from its own update count with fixed constants
+    (MXNet's Python ``Nadam``), where MXNet.jl's ``Nadam``
+    (:class:`mxopt.julia.Nadam`) takes any momentum scheduler's values at
+    ``curr_iter``; so this one takes them as inputs.
+
+    Args:
+      beta1: decay of the first moment, in [0, 1).
+      beta2: decay of the second moment, in [0, 1).
+      epsilon: added to ``sqrt(nt')``, > 0.
+    """
+    given = Given(ScaleByNadamWithMomentaState, beta1=beta1, beta2=beta2, epsilon=epsilon,
+                  momentum=0.0, momentum_next=0.0)
+
+    def init_fn(params):
+        return ScaleByNadamWithMomentaState(jnp.zeros((), jnp.int32), **given.fields(),
+                                            schedule=jnp.zeros((), jnp.float32),
+                                            mean=zeros_like(params), var=zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        s = given.injected(state)
+        count = next_count(s.count)
+        updates, mean, var, schedule = nadam_step(
+            updates, s, count.astype(jnp.float32), complement(s.momentum, s.momentum_residual),
+            s.momentum_next, complement(s.momentum_next, s.momentum_next_residual))
+        return updates, s._replace(count=count, schedule=schedule, mean=mean, var=var)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
 
 
 @register(mxnet=MXNet("Nadam", state=Unimportable(
