@@ -9,7 +9,7 @@ surface and saved files need to know of it (:class:`MXNet`)::
     @optimizer
     def sgd(momentum=0.0, *, base): ...
 
-:mod:`mxopt.optimizer` makes each declaration's object class (``SGD``) and
+:mod:`mxopt.mxnet.objects` makes each declaration's object class (``SGD``) and
 :mod:`mxopt.mxnet.importer` reads MXNet's saved states by its ``state``; no
 other module keeps a fact about one optimizer.
 """
