@@ -37,8 +37,8 @@ from mxopt.optimizers.dcasgd import add_delay_compensation, dcasgd
 from mxopt.optimizers.ftml import ftml, scale_by_ftml
 from mxopt.optimizers.ftrl import ftrl, ftrl_step
 from mxopt.optimizers.lamb import lamb, scale_by_lamb, scale_by_trust_ratio
-from mxopt.optimizers.lars import lars, scale_by_lars
-from mxopt.optimizers.lbsgd import lbsgd, scale_by_lbsgd
+from mxopt.optimizers.lars import lars, record_leaf_norms, scale_by_lars
+from mxopt.optimizers.lbsgd import accumulate_gradients, lbsgd, scale_by_lbsgd
 from mxopt.optimizers.mxnet_test import mxnet_test
 from mxopt.optimizers.nadam import nadam, scale_by_nadam, scale_by_nadam_with_momenta
 from mxopt.optimizers.rmsprop import clip_new_weights, graves_momentum, rmsprop, scale_by_rmsprop
@@ -74,18 +74,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate", "MultiFactorScheduler",
-    "Optimizer", "Packed", "PolyScheduler", "Updater", "adadelta", "adagrad", "adam", "adamax",
-    "add_decayed_weights", "add_decoupled_weight_decay", "add_delay_compensation",
-    "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip", "clip_new_weights", "counted",
-    "counting", "create", "dcasgd", "describe", "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step",
-    "get_hyperparams", "get_updater", "graves_momentum", "groupadagrad", "hyperparams", "julia",
-    "lamb", "lars", "lbsgd", "loss_scale", "momentum_buffer", "multi_precision", "mxnet",
-    "mxnet_test", "nadam", "nag", "next_learning_rate", "optimizer", "pack", "packing",
-    "partition_states", "place_state", "plot_schedule", "precision", "register",
-    "registered_names", "rescale", "rmsprop", "scale_by_adadelta", "scale_by_adagrad",
-    "scale_by_adam", "scale_by_adamax", "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb",
-    "scale_by_langevin", "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate",
-    "scale_by_nadam", "scale_by_nadam_with_momenta", "scale_by_rmsprop", "scale_by_signum",
-    "scale_by_trust_ratio", "schedule_values", "schedules", "set_hyperparams", "sgd", "sgld",
-    "sharding", "signum", "state_bytes_per_device", "trace", "unpacking", "update_count"
+    "Optimizer", "Packed", "PolyScheduler", "Updater", "accumulate_gradients", "adadelta",
+    "adagrad", "adam", "adamax", "add_decayed_weights", "add_decoupled_weight_decay",
+    "add_delay_compensation", "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip",
+    "clip_new_weights", "counted", "counting", "create", "dcasgd", "describe", "dynamic_loss_scale",
+    "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater", "graves_momentum",
+    "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd", "loss_scale",
+    "momentum_buffer", "multi_precision", "mxnet", "mxnet_test", "nadam", "nag",
+    "next_learning_rate", "optimizer", "pack", "packing", "partition_states", "place_state",
+    "plot_schedule", "precision", "record_leaf_norms", "register", "registered_names", "rescale",
+    "rmsprop", "scale_by_adadelta", "scale_by_adagrad", "scale_by_adam", "scale_by_adamax",
+    "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb", "scale_by_langevin",
+    "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate", "scale_by_nadam",
+    "scale_by_nadam_with_momenta", "scale_by_rmsprop", "scale_by_signum", "scale_by_trust_ratio",
+    "schedule_values", "schedules", "set_hyperparams", "sgd", "sgld", "sharding", "signum",
+    "state_bytes_per_device", "trace", "unpacking", "update_count"
 ]

@@ -62,7 +62,11 @@ def counted(*transforms: optax.GradientTransformation,
     update the count goes up by one and is passed, as ``count=``, to every
     transform that takes extra arguments; so the first update sees
     ``begin_num_update + 1``, as MXNet's first update sees
-    ``num_update = begin_num_update + 1``. A :class:`Counted` among
+    ``num_update = begin_num_update + 1``. Each also gets, as
+    ``earlier_states=``, the states the transforms before it made in this
+    update, for a link whose formula reads what earlier links hold
+    (:func:`earlier_state`: LARS's trust ratio reads the raw norms,
+    ``rescale_grad`` and ``wd``). A :class:`Counted` among
     ``transforms`` is spliced in: its transforms join this chain, under this
     counter, so nesting never makes a second count.
 
@@ -96,16 +100,40 @@ def counted(*transforms: optax.GradientTransformation,
 
     def update_fn(updates, state, params=None, **extra_args):
         count = next_count(state[0].count)
-        new_states = [CountState(count)]
-        for step, step_state in zip(steps, state[1:]):
-            updates, new_state = step.update(updates, step_state, params, count=count,
+        updates, new_states = update_in_turn(steps, state[1:], updates, params, count=count,
                                              **extra_args)
-            new_states.append(_in_dtypes_of(step_state, new_state))
-        return updates, tuple(new_states)
+        return updates, (CountState(count), *new_states)
 
     chain = Counted(init_fn, update_fn)
     chain.transforms, chain.begin_num_update = tuple(members), begin
     return chain
+
+
+def update_in_turn(links: list[optax.GradientTransformationExtraArgs], states: tuple,
+                   updates: optax.Updates, params: optax.Params | None, *, count: jax.Array,
+                   **extra_args) -> tuple[optax.Updates, tuple]:
+    """Runs a chain's ``links`` on ``updates`` in turn, each given ``count=`` and the
+    ``earlier_states=`` of the links before it, as :func:`counted` does; returns the
+    updates and the links' new states, each in its old state's dtypes."""
+    extra_args.pop("earlier_states", None)  # a chain inside a chain starts its own
+    new_states: list = []
+    for link, link_state in zip(links, states, strict=True):
+        updates, new_state = link.update(updates, link_state, params, count=count,
+                                         earlier_states=tuple(new_states), **extra_args)
+        new_states.append(_in_dtypes_of(link_state, new_state))
+    return updates, tuple(new_states)
+
+
+def earlier_state(earlier_states: tuple, state_class: type, user: str) -> Any:
+    """The state of type ``state_class`` among a chain's ``earlier_states`` (see :func:`counted`).
+
+    Raises:
+      ValueError: there is none: ``user`` needs that transform before it in its chain.
+    """
+    for node in state_nodes(earlier_states):
+        if isinstance(node, state_class):
+            return node
+    raise ValueError(f"{user} needs a {state_class.__name__} earlier in its chain")
 
 
 def update_count(state: Any) -> jax.Array:

@@ -64,8 +64,7 @@ def multi_precision(inner: optax.GradientTransformation) -> optax.GradientTransf
         return MultiPrecisionState(master, inner.init(working_copy(params, master)))
 
     def update_fn(updates, state, params=None, **extra_args):
-        if params is None:
-            raise ValueError("multi_precision needs params: call update(grads, state, params)")
+        validation.params_given(params, "multi_precision")
         work = working_copy(params, state.master)
         grads = jax.tree.map(lambda g, w: g.astype(w.dtype), updates, work)
         steps, inner_state = inner_update(grads, state.inner, work,

@@ -15,6 +15,7 @@ leaf (without ``multi_precision``) is updated in float16, as MXNet does.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -128,8 +129,7 @@ def add_decayed_weights(wd: float = 0.0,
                                       wd_mult=multipliers.resolve(wd_mult, params, "wd_mult"))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("weight decay needs params: call update(grads, state, params)")
+        validation.params_given(params, "weight decay")
         state = given.injected(state)
         if hyperparams.is_off(state.wd):
             return updates, state
@@ -223,7 +223,9 @@ class TraceState(NamedTuple):
     trace: LikeParams
 
 
-def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
+def trace(momentum: float, nesterov: bool = False, *,
+          momentum_scale: Callable[[tuple], jax.Array] | None = None,
+          ) -> optax.GradientTransformation:
     """MXNet's momentum buffer, fed with learning-rate-scaled updates ``u``.
 
     ``m <- momentum * m + u``; the output is ``m``, or ``momentum * m + u``
@@ -231,22 +233,23 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
     learning rate sits inside the buffer as in MXNet's SGD and NAG, so a
     changing rate acts as it does there.
 
-    Its ``update`` also takes ``momentum=``, a decay for this one update in
-    place of the held one (LARS's momentum correction), which the state keeps.
-
     Args:
       momentum: the decay of the buffer, in [0, 1).
       nesterov: Nesterov's look-ahead form (MXNet's NAG).
+      momentum_scale: in a :func:`mxopt.counted` chain, a function of the
+        earlier links' states (``earlier_states``) giving this update's factor
+        of the momentum, ``m <- momentum * factor * m + u``; the state keeps
+        ``momentum`` (LARS's momentum correction).
     """
     given = Given(TraceState, momentum=momentum)
 
     def init_fn(params):
         return TraceState(**given.fields(), trace=zeros_like(params))
 
-    def update_fn(updates, state, params=None, *, momentum=None):
-        del params
+    def update_fn(updates, state, params=None, *, earlier_states=(), **extra_args):
+        del params, extra_args
         held = given.injected(state).momentum
-        mu = held if momentum is None else jnp.asarray(momentum, jnp.float32)
+        mu = held if momentum_scale is None else held * momentum_scale(earlier_states)
         new_trace = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, state.trace)
         if nesterov:
             updates = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, new_trace)
@@ -254,7 +257,7 @@ def trace(momentum: float, nesterov: bool = False) -> optax.GradientTransformati
             updates = opaque_copy(new_trace)
         return updates, TraceState(held, new_trace)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def without_buffer(momentum: float | jax.Array) -> bool:
@@ -267,11 +270,13 @@ def without_buffer(momentum: float | jax.Array) -> bool:
                                                                          momentum) == 0
 
 
-def momentum_buffer(momentum: float, nesterov: bool = False) -> optax.GradientTransformation:
+def momentum_buffer(momentum: float, nesterov: bool = False, *,
+                    momentum_scale: Callable[[tuple], jax.Array] | None = None,
+                    ) -> optax.GradientTransformation:
     """:func:`trace`, or no buffer at all (the identity) where :func:`without_buffer`."""
     if without_buffer(momentum):
         return optax.identity()
-    return trace(momentum, nesterov=nesterov)
+    return trace(momentum, nesterov=nesterov, momentum_scale=momentum_scale)
 
 
 @brief_repr

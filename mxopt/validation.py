@@ -130,3 +130,9 @@ def transformation(name: str, value: object) -> object:
         raise TypeError(f"{name} must be an optax.GradientTransformation, such as "
                         f"mxopt.sgd(...) or mxopt.create('sgd', ...), got {value!r}")
     return value
+
+
+def params_given(params: object, user: str) -> None:
+    """Raises ValueError if ``params`` is None: ``user`` (a transform) reads the weights."""
+    if params is None:
+        raise ValueError(f"{user} needs params: call update(grads, state, params)")

@@ -165,6 +165,22 @@ def test_multi_precision_takes_norms_of_stored_float16_values():
     np.testing.assert_allclose(state.master["w"], want, rtol=1e-6, atol=1e-7)
 
 
+def test_its_links_compose_as_a_chain_and_each_names_what_it_needs():
+    params = {"fc_weight": jnp.linspace(-1.0, 1.0, 6), "fc_bias": jnp.ones(2)}
+    grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
+    rate = mxopt.transforms.LearningRate(0.5)
+    scale = mxopt.scale_by_lars(rate, eta=0.01)
+    chain = mxopt.counted(
+        mxopt.record_leaf_norms(None), mxopt.rescale(0.5), mxopt.add_decayed_weights(0.01),
+        scale, mxopt.trace(0.9, momentum_scale=mxopt.optimizers.lars.lars_momentum_scale))
+    built = lars(learning_rate=0.5, eta=0.01, rescale_grad=0.5, wd=0.01, momentum=0.9)
+    assert_close_to(trajectory(chain, params, [grads] * 3),
+                    trajectory(built, params, [grads] * 3), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lars needs a LeafNormsState earlier in its chain"):
+        alone = mxopt.counted(scale)
+        alone.update(grads, alone.init(params), params)
+
+
 class LayoutTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_state_and_updates_keep_shapes_and_dtypes(self):
@@ -177,8 +193,12 @@ class LayoutTest(chex.TestCase):
             if momentum:
                 chex.assert_trees_all_equal_shapes_and_dtypes(optax.tree.get(state, "trace"),
                                                               params)
-            else:  # no buffer without momentum, as in MXNet
-                assert sum(x.size for x in jax.tree.leaves(state)) < 10
+            else:  # no buffer without momentum, as in MXNet: only scalars
+                assert all(x.size <= 1 for x in jax.tree.leaves(state))
+            norms = optax.tree.get(state, "LeafNormsState")  # the raw norms, kept per leaf
+            np.testing.assert_allclose(norms.weight_sum_sq["w"], 6.0, rtol=1e-6)
+            np.testing.assert_allclose(norms.grad_sum_sq["w"], 6 * 0.25, rtol=1e-6)
+            assert float(norms.weight_sum_sq["b"]) == 0 and float(norms.grad_sum_sq["b"]) == 1
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_multi_precision_keeps_float32_master_and_buffer(self):

@@ -158,10 +158,11 @@ def test_warmup_multiplier_is_mxnets(strategy, nup, want):
 
 
 def test_lars_multiplier_is_clipped():
-    w, g = jnp.array([3.0, 4.0]), jnp.array([0.0, 1.0])
-    assert float(lars_multiplier(w, g, jnp.float32(0.0))) == pytest.approx(5.0)
-    assert float(lars_multiplier(w, jnp.zeros(2), jnp.float32(0.0))) == 100.0
-    assert float(lars_multiplier(jnp.zeros(2), g, jnp.float32(0.1))) == pytest.approx(0.01)
+    # of |w|^2 and |g|^2: w = (3, 4), g = (0, 1)
+    w_sum_sq, g_sum_sq, zero = jnp.float32(25.0), jnp.float32(1.0), jnp.float32(0.0)
+    assert float(lars_multiplier(w_sum_sq, g_sum_sq, zero)) == pytest.approx(5.0)
+    assert float(lars_multiplier(w_sum_sq, zero, zero)) == 100.0
+    assert float(lars_multiplier(zero, g_sum_sq, jnp.float32(0.1))) == pytest.approx(0.01)
 
 
 class LayoutTest(chex.TestCase):

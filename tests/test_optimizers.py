@@ -238,13 +238,13 @@ def test_ccsgd_is_sgd_with_a_deprecation_warning():
     np.testing.assert_allclose(u_new["w"], [-0.1 * (0.5 + 0.01), -0.1 * (0.25 - 0.02)], rtol=1e-6)
 
 
-def test_trace_takes_one_updates_momentum_and_keeps_its_own():
-    tx = mxopt.trace(0.9)
+def test_trace_scales_each_updates_momentum_and_keeps_its_own():
+    # In a counted chain, momentum_scale reads the states of the links before the trace.
+    factor = {"value": 0.25}
+    tx = mxopt.counted(mxopt.trace(0.8, momentum_scale=lambda earlier: factor["value"]))
     params = {"w": jnp.array([1.0, 2.0])}
     state = tx.init(params)
     _, state = tx.update({"w": jnp.array([1.0, 1.0])}, state)
-    updates, corrected = tx.update({"w": jnp.array([0.5, 0.5])}, state, momentum=0.25)
-    np.testing.assert_allclose(updates["w"], [0.25 * 1.0 + 0.5] * 2, rtol=1e-7)
-    assert float(corrected.momentum) == np.float32(0.9)
-    updates, _ = tx.update({"w": jnp.array([0.5, 0.5])}, state)
-    np.testing.assert_allclose(updates["w"], [0.9 * 1.0 + 0.5] * 2, rtol=1e-7)
+    updates, state = tx.update({"w": jnp.array([0.5, 0.5])}, state)
+    np.testing.assert_allclose(updates["w"], [0.8 * 0.25 * 1.0 + 0.5] * 2, rtol=1e-6)
+    assert float(optax.tree.get(state, "momentum")) == np.float32(0.8)

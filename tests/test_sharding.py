@@ -87,7 +87,7 @@ def test_jit_over_a_2d_mesh_keeps_every_leaf_where_it_is(name, axis_type, dtype)
         where = jax.tree_util.keystr(path)
         assert leaf.sharding.mesh == mesh, where
         param = next((k for k in shapes if f"['{k}']" in where), None)
-        if param is None:
+        if param is None or leaf.ndim == 0:  # hyperparameters, counts, LARS's leaf norms
             assert leaf.sharding.is_fully_replicated, where
         else:  # a moment or master copy, or GroupAdaGrad's (rows, 1) history
             expected = placement[param] if leaf.shape == shapes[param] else \
@@ -150,13 +150,13 @@ def test_jitted_init_places_every_state_leaf_like_its_param(name, mesh_kind, in_
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         where, param = jax.tree_util.keystr(path), param_of(path, params)
         assert leaf.sharding.device_set == set(mesh.devices.flat), where
-        if param is not None and leaf.shape == param.shape:
+        if param is None or leaf.ndim == 0:  # scalars (LARS's leaf norms too), PRNG keys
+            assert leaf.sharding.is_fully_replicated, where
+        elif leaf.shape == param.shape:
             assert leaf.sharding.is_equivalent_to(param.sharding, leaf.ndim), where
-        elif param is not None:  # GroupAdaGrad's history, a value per row: split as the rows
+        else:  # GroupAdaGrad's history, a value per row: split as the rows
             rows = [(*sharding.spec, None)[0] for sharding in (leaf.sharding, param.sharding)]
             assert rows[0] == rows[1], where
-        else:  # scalars and PRNG keys
-            assert leaf.sharding.is_fully_replicated, where
     assert len(traces) == 1  # the step returns the state placed as it took it: no recompile
     for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(stepped[1]), strict=True):
         assert after.sharding.is_equivalent_to(before.sharding, before.ndim)
@@ -259,7 +259,7 @@ def test_partition_states_splits_the_state_and_matches_one_device(name, dtype):
     for path, leaf in jax.tree_util.tree_leaves_with_path(state):
         where = jax.tree_util.keystr(path)
         param = next((k for k in split if f"['{k}']" in where), None)
-        expected = split[param] if param else sharding.spec_sharding(mesh, leaf.ndim)
+        expected = split[param] if param and leaf.ndim else sharding.spec_sharding(mesh, leaf.ndim)
         assert leaf.sharding == expected, where
 
     whole = sum(leaf.nbytes for leaf in jax.tree.leaves(state))

@@ -165,6 +165,11 @@ WITH_MOMENTUM = {"sgd", "ccsgd", "nag", "signum", "lars", "lbsgd"}
 # kernel that lacks it when momentum is 0, and dcasgd tests an NDArray's truth.
 DOCUMENTED_BUT_RAISES = {"signum": {"momentum": 0.0, "wd_lh": 0.01, "learning_rate": 0.01},
                          "dcasgd": {"momentum": 0.9, "learning_rate": 0.1}}
+# Combinations the random draws may miss, pinned by name: (id suffix, dtype, kwargs).
+# LBSGD's 'lars' multiplier under multi_precision takes the float32 masters' norms.
+PINNED = {"lbsgd": [("fp16-master-lars", "float16", {
+    "learning_rate": 0.1, "momentum": 0.9, "wd": 0.01, "warmup_strategy": "lars",
+    "batch_scale": 2, "multi_precision": True})]}
 # Weight decay MXNet rejects (GroupAdaGrad asserts wd == 0).
 NO_WEIGHT_DECAY = {"groupadagrad", "test"}
 
@@ -216,6 +221,8 @@ def handpicked_cases(name):
             kwargs["momentum"] = 0.9
         cases.append({"id": f"{name}-fp16-master", "optimizer": name, "kwargs": kwargs,
                       "dtype": "float16", "seed": 3, **fixed})
+    cases += [{"id": f"{name}-{suffix}", "optimizer": name, "kwargs": kwargs, "dtype": dtype,
+               "seed": 5, **fixed} for suffix, dtype, kwargs in PINNED.get(name, [])]
     if name in DOCUMENTED_BUT_RAISES:
         cases.append({"id": f"{name}-mxnet-raises", "optimizer": name,
                       "kwargs": DOCUMENTED_BUT_RAISES[name], "dtype": "float32", "seed": 4,

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import transforms
+from mxopt import transforms, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, NonNegative
 from mxopt.numerics import cast
@@ -42,8 +42,7 @@ def add_delay_compensation(lamda: float = 0.04) -> optax.GradientTransformation:
                                          previous_weight=jax.tree.map(jnp.copy, params))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("dcasgd needs params: call update(grads, state, params)")
+        validation.params_given(params, "dcasgd")
         state = given.injected(state)
         lam = state.lamda
         updates = jax.tree.map(lambda g, w, p: g + cast(lam, g) * g * g * (w - p).astype(g.dtype),

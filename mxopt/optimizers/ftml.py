@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import transforms
+from mxopt import transforms, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import cast, one_minus_float32_power, unzip
@@ -58,8 +58,7 @@ def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: floa
 
     def update_fn(updates, state, params=None, *, count, **extra_args):
         del extra_args
-        if params is None:
-            raise ValueError("ftml needs params: call update(grads, state, params)")
+        validation.params_given(params, "ftml")
         s = given.injected(state)
         lrs = rate.at(s.rate, count, updates)
         t = count.astype(jnp.float32)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import multipliers
+from mxopt import multipliers, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, Multipliers, NonNegative
 from mxopt.multipliers import MultiplierSpec
@@ -68,8 +68,7 @@ def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: f
 
     def update_fn(updates, state, params=None, *, count, **extra_args):
         del extra_args
-        if params is None:
-            raise ValueError("ftrl needs params: call update(grads, state, params)")
+        validation.params_given(params, "ftrl")
         state = given.injected(state)
         lrs = rate.at(state.rate, count, updates)
         wds = multipliers.per_leaf(state.wd, state.wd_mult, updates)

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mxopt import validation
 from mxopt.base import Base, optimizer
 from mxopt.counting import counted
 from mxopt.hyperparams import DecayRate, Given, Positive
@@ -111,8 +112,7 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
         return ScaleByTrustRatioState(**given.fields())
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("the trust ratio needs params: call update(grads, state, params)")
+        validation.params_given(params, "the trust ratio")
         state = given.injected(state)
 
         def scaled(g, w, leaf_sum):

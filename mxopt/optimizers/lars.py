@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import hyperparams, transforms
+from mxopt import counting, hyperparams, transforms, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, NonNegative
-from mxopt.multipliers import MultiplierSpec
+from mxopt.numerics import unzip
 from mxopt.packing import refuse_packed
 from mxopt.registry import MXNet, Unimportable, register
 from mxopt.structure import brief_repr, leaf_name
@@ -44,104 +45,127 @@ def exemption_rule(exempt: Exemption) -> Callable[[str], bool]:
 
 
 def sum_of_squares(x: jax.Array) -> jax.Array:
-    """``sum(x * x)`` as MXNet's ``multi_sum_sq``: squares in ``x``'s dtype, summed in float32."""
-    return jnp.sum((x * x).astype(jnp.float32))
+    """``sum(x * x)`` as MXNet's ``multi_sum_sq``: squares in ``x``'s dtype, summed in float32.
+
+    The squares are rounded to ``x``'s dtype explicitly, where XLA would otherwise keep a
+    bfloat16 product in float32 in some programs and not in others (as sharded).
+    """
+    squares = x * x
+    if x.dtype != jnp.float32:
+        info = jnp.finfo(x.dtype)
+        squares = jax.lax.reduce_precision(squares, exponent_bits=info.nexp,
+                                           mantissa_bits=info.nmant)
+    return jnp.sum(squares.astype(jnp.float32))
+
+
+@brief_repr
+class LeafNormsState(NamedTuple):
+    """:func:`record_leaf_norms`'s state: this update's norms, for the links after it."""
+
+    weight_sum_sq: chex.ArrayTree  # f32 scalar per leaf: |w|^2, 0 for an exempt leaf
+    grad_sum_sq: chex.ArrayTree  # f32 scalar per leaf: |grad|^2, 0 for an exempt leaf
+
+
+def record_leaf_norms(exempt: Exemption = False, *, stored: bool = True,
+                      optimizer: str = "record_leaf_norms") -> optax.GradientTransformation:
+    """Keeps each leaf's ``|w|^2`` and ``|grad|^2`` of this update in the state, for the
+    links after it (:func:`mxopt.counted`'s ``earlier_states``); passes the gradient on
+    unchanged. Placed first in a chain, its norms are the raw gradient's.
+
+    The gradient is taken in the weight's dtype; each is squared in its dtype
+    and summed in float32 (:func:`sum_of_squares`). Under
+    :func:`mxopt.multi_precision` the weights are the stored ones
+    (``stored_params``), as MXNet's LARS takes them, or with ``stored=False``
+    the float32 masters, as MXNet's LBSGD does (it updates the masters). A
+    leaf that ``exempt`` exempts (see :func:`exemption_rule`; by default
+    none) records 0 for both, and its norms cost nothing. ``optimizer``
+    names the optimizer in errors.
+    """
+    exempted = exemption_rule(exempt)
+
+    def norms(path, w, g):
+        if exempted(leaf_name(path)):
+            return jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
+        return sum_of_squares(w), sum_of_squares(g.astype(w.dtype))
+
+    def init_fn(params):
+        refuse_packed(params, optimizer, "takes each leaf's norms")
+        zeros = jax.tree.map(lambda _: jnp.zeros((), jnp.float32), params)
+        return LeafNormsState(zeros, zeros)
+
+    def update_fn(updates, state, params=None, *, stored_params=None, **extra_args):
+        del state, extra_args
+        validation.params_given(params, optimizer)
+        weights = params if stored_params is None or not stored else stored_params
+        pairs = jax.tree_util.tree_map_with_path(norms, weights, updates)
+        return updates, LeafNormsState(*unzip(weights, pairs, 2))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @brief_repr
 class ScaleByLarsState(NamedTuple):
     eta: NonNegative
     eps: NonNegative
-    last_lr: jax.Array  # f32 scalar: the previous update's rate before lr_mult; 0 before any
-    rescale: transforms.RescaleState
-    clip: transforms.ClipState | optax.EmptyState
-    decay: transforms.AddDecayedWeightsState
+    last_lr: jax.Array  # f32 scalar: this update's rate before lr_mult; 0 before any
+    momentum_scale: jax.Array  # f32 scalar: lr_t / lr_{t-1}, for the momentum (1: none)
     rate: transforms.LearningRateState
-    mom: transforms.TraceState | optax.EmptyState  # EmptyState when momentum is 0
 
 
-def scale_by_lars(rate: transforms.LearningRate, *, momentum: float = 0.0, eta: float = 0.001,
-                  eps: float = 0.0, momentum_correction: bool = True, rescale_grad: float = 1.0,
-                  clip_gradient: float | None = None, wd: float = 0.0,
-                  wd_mult: MultiplierSpec = None,
-                  exempt: Exemption = None) -> optax.GradientTransformation:
-    """MXNet's LARS step, from the raw gradient to the weight update.
+def scale_by_lars(rate: transforms.LearningRate, *, eta: float = 0.001, eps: float = 0.0,
+                  momentum_correction: bool = True) -> optax.GradientTransformation:
+    """MXNet's layer-wise rate: each leaf's update times ``-lr_layer``.
 
-    Per leaf, with ``lr`` from ``rate`` (lr_mult included) and ``wd`` times
-    ``wd_mult``::
+    In a chain after :func:`record_leaf_norms`, :func:`transforms.rescale`
+    and :func:`transforms.add_decayed_weights`, whose states it reads for
+    this update's norms, ``rescale_grad`` and ``wd * wd_mult``; per leaf,
+    with ``lr`` from ``rate`` (lr_mult included)::
 
         ratio = eta * |w| / (rescale_grad * |grad| + wd * |w| + eps)
-        lr_layer = lr * ratio   if |w| > 0 and |grad| > 0 and the leaf is not exempt
+        lr_layer = lr * ratio   if |w| > 0 and |grad| > 0 (and the leaf is not exempt)
                    lr           otherwise
-        mom = mu * mom - lr_layer * (clip(rescale_grad * grad, clip_gradient) + wd * w)
-        update = mom
 
-    ``|.|`` is the L2 norm of the whole leaf; the gradient's norm is taken
-    before clipping. ``mu`` is ``momentum * lr_t / lr_{t-1}`` (learning rates
-    before lr_mult) with ``momentum_correction``, unless ``lr_{t-1}`` is 0 or
-    this is the first update. A leaf is exempt as ``exempt`` says: by default
-    when its name ends with ``gamma``, ``beta`` or ``bias`` (:func:`is_exempt`).
-
-    The rescale, clip and weight-decay hyperparameters are held once, in the
-    states of :func:`transforms.rescale`, :func:`transforms.clip` and
-    :func:`transforms.add_decayed_weights`, which this transform applies.
-
-    The norms are those of the weights and gradients as stored, squared in
-    their dtype and summed in float32, as MXNet's ``multi_sum_sq``: under
-    :func:`mxopt.multi_precision` the transform updates float32 master
-    copies, and takes the norms of the stored weights, which it passes as
-    ``stored_params``.
+    With ``momentum_correction`` the state's ``momentum_scale`` is
+    ``lr_t / lr_{t-1}`` (rates before lr_mult; 1 on the first update or
+    after a rate of 0), which the momentum buffer after it multiplies its
+    momentum by (:func:`lars_momentum_scale`).
     """
     given = Given(ScaleByLarsState, eta=eta, eps=eps)
-    exempted = exemption_rule(exempt)
-    rescale = transforms.rescale(rescale_grad)
-    clip = transforms.clip(clip_gradient)
-    decay = transforms.add_decayed_weights(wd, wd_mult)
-    trace = transforms.momentum_buffer(momentum)
 
     def init_fn(params):
-        refuse_packed(params, "lars", "takes each leaf's norms and exempts leaves by name")
         return ScaleByLarsState(**given.fields(), last_lr=jnp.zeros((), jnp.float32),
-                                rescale=rescale.init(params), clip=clip.init(params),
-                                decay=decay.init(params), rate=rate.init(params),
-                                mom=trace.init(params))
+                                momentum_scale=jnp.ones((), jnp.float32), rate=rate.init(params))
 
-    def update_fn(updates, state, params=None, *, count, stored_params=None, **extra_args):
-        del extra_args
-        if params is None:
-            raise ValueError("lars needs params: call update(grads, state, params)")
-        stored = params if stored_params is None else stored_params
+    def update_fn(updates, state, params=None, *, count, earlier_states, **extra_args):
+        del params, extra_args
         s = given.injected(state)
-        lrs = rate.at(s.rate, count, updates)
-        wds = transforms.weight_decays(s.decay, updates)
-        scale = hyperparams.effective(s.rescale, "rescale_grad")
+        norms = counting.earlier_state(earlier_states, LeafNormsState, "lars")
+        scale = hyperparams.effective(
+            counting.earlier_state(earlier_states, transforms.RescaleState, "lars"),
+            "rescale_grad")
+        wds = transforms.weight_decays(counting.earlier_state(
+            earlier_states, transforms.AddDecayedWeightsState, "lars"), updates)
 
-        def layer_rate(path, lr, wd, w, g):  # w as stored
-            if exempted(leaf_name(path)):
-                return lr
-            w_norm = jnp.sqrt(sum_of_squares(w))
-            g_sum_sq = sum_of_squares(g.astype(w.dtype))
+        def layer_rate(lr, wd, w_sum_sq, g_sum_sq):
+            w_norm = jnp.sqrt(w_sum_sq)
             ratio = lr * s.eta * w_norm / (jnp.sqrt(g_sum_sq) * scale + wd * w_norm + s.eps)
             return jnp.where((w_norm > 0) & (g_sum_sq > 0), ratio, lr)
 
-        layer_lrs = jax.tree_util.tree_map_with_path(layer_rate, lrs, wds, stored, updates)
-        grads, rescale_state = rescale.update(updates, s.rescale)
-        grads, clip_state = clip.update(grads, s.clip)
-        grads, decay_state = decay.update(grads, s.decay, params)
-        steps = jax.tree.map(lambda g, lr: -lr.astype(g.dtype) * g, grads, layer_lrs)
-        lr = rate.unscaled(s.rate, count)
-        last = s.last_lr
-        mu = s.mom.momentum if isinstance(s.mom, transforms.TraceState) else None
-        if mu is not None and momentum_correction:
-            mu = jnp.where(last != 0, mu * (lr / jnp.where(last != 0, last, 1)), mu)
-        if mu is None:  # momentum 0: no buffer
-            trace_state = s.mom
-        else:
-            steps, trace_state = trace.update(steps, s.mom, momentum=mu)
-        return steps, ScaleByLarsState(s.eta, s.eps, lr, rescale_state, clip_state, decay_state,
-                                       rate.given.injected(s.rate), trace_state)
+        layer_lrs = jax.tree.map(layer_rate, rate.at(s.rate, count, updates), wds,
+                                 norms.weight_sum_sq, norms.grad_sum_sq)
+        steps = jax.tree.map(lambda g, lr: -lr.astype(g.dtype) * g, updates, layer_lrs)
+        lr, last = rate.unscaled(s.rate, count), s.last_lr
+        momentum_scale = (jnp.where(last != 0, lr / jnp.where(last != 0, last, 1), 1)
+                          if momentum_correction else s.momentum_scale)
+        return steps, ScaleByLarsState(s.eta, s.eps, lr, momentum_scale.astype(jnp.float32),
+                                       rate.given.injected(s.rate))
 
-    return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def lars_momentum_scale(earlier_states: tuple) -> jax.Array:
+    """The momentum's factor this update, from :func:`scale_by_lars`'s state before it."""
+    return counting.earlier_state(earlier_states, ScaleByLarsState, "lars").momentum_scale
 
 
 # MXNet's LARS and LBSGD keep the previous rate, or the accumulated gradients, in the object.
@@ -205,7 +229,8 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
     if not isinstance(momentum_correction, bool):
         raise ValueError(f"momentum_correction must be a bool, got {momentum_correction!r}")
 
-    return base.build(scale_by_lars(
-        base.rate(), momentum=momentum, eta=eta, eps=eps, momentum_correction=momentum_correction,
-        rescale_grad=base.rescale_grad, clip_gradient=base.clip_gradient, wd=base.wd,
-        wd_mult=base.wd_mult, exempt=exempt))
+    return base.build(
+        record_leaf_norms(exempt, optimizer="lars"), base.rescale(), base.clip(),
+        base.weight_decay(),
+        scale_by_lars(base.rate(), eta=eta, eps=eps, momentum_correction=momentum_correction),
+        transforms.momentum_buffer(momentum, momentum_scale=lars_momentum_scale))

@@ -8,10 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import transforms, validation
+from mxopt import counting, transforms, validation
 from mxopt.base import Base, optimizer
-from mxopt.multipliers import MultiplierSpec
-from mxopt.optimizers.lars import STATE_IN_THE_OBJECT, sum_of_squares
+from mxopt.optimizers.lars import STATE_IN_THE_OBJECT, LeafNormsState, record_leaf_norms
 from mxopt.packing import refuse_packed
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
@@ -36,91 +35,91 @@ def warmup_multiplier(strategy: str, nup: jax.Array, warmup_updates: int,
     return jnp.where(nup >= warmup_updates, top, 1 + (top - 1) * shape)
 
 
-def lars_multiplier(w: jax.Array, g: jax.Array, wd: jax.Array) -> jax.Array:
+def lars_multiplier(w_sum_sq: jax.Array, g_sum_sq: jax.Array, wd: jax.Array) -> jax.Array:
     """MXNet's LBSGD ``_get_lars``: ``sqrt(|w|^2 / (|g|^2 + wd |w|^2 + 1e-18))`` in [0.01, 100]."""
-    w2, g2 = sum_of_squares(w), sum_of_squares(g)
-    return jnp.clip(jnp.sqrt(w2 / (g2 + wd * w2 + 1e-18)), 0.01, 100.0)
+    return jnp.clip(jnp.sqrt(w_sum_sq / (g_sum_sq + wd * w_sum_sq + 1e-18)), 0.01, 100.0)
+
+
+@brief_repr
+class AccumulateGradientsState(NamedTuple):
+    grad_sum: optax.Updates  # like params: the gradients since the last update
+    links: tuple  # the accumulated links' states
+
+
+def accumulate_gradients(batch_scale: int, call_offset: int,
+                         *links: optax.GradientTransformation) -> optax.GradientTransformation:
+    """MXNet's LBSGD accumulation: ``links`` update every ``batch_scale``-th call, on the
+    mean of the gradients since their last update.
+
+    In a :func:`mxopt.counted` chain, call ``n = count + call_offset``
+    (MXNet's ``num_cums``) adds its gradient to a sum. Where ``n`` is a
+    multiple of ``batch_scale``, ``links`` run in turn under the same count on
+    ``sum / batch_scale``, their output is the update, and the sum restarts
+    from 0; on the other calls the update is 0 and their states stay as they
+    were.
+    """
+    steps = [optax.with_extra_args_support(link) for link in links]
+
+    def init_fn(params):
+        return AccumulateGradientsState(zeros_like(params),
+                                        tuple(link.init(params) for link in links))
+
+    def update_fn(updates, state, params=None, *, count, **extra_args):
+        total = jax.tree.map(jnp.add, state.grad_sum, updates)
+        mean = jax.tree.map(lambda t: t / jnp.asarray(batch_scale, t.dtype), total)
+        steps_out, link_states = counting.update_in_turn(steps, state.links, mean, params,
+                                                         count=count, **extra_args)
+        apply = (count + call_offset) % batch_scale == 0
+
+        def when(new, old):
+            return jnp.where(apply, new, old)
+
+        return (jax.tree.map(lambda u: when(u, jnp.zeros_like(u)), steps_out),
+                AccumulateGradientsState(jax.tree.map(lambda t: when(jnp.zeros_like(t), t), total),
+                                         jax.tree.map(when, link_states, state.links)))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @brief_repr
 class ScaleByLbsgdState(NamedTuple):
-    grad_sum: optax.Updates | None  # like params: grads since the last update (None: batch_scale 1)
-    rescale: transforms.RescaleState
-    clip: transforms.ClipState | optax.EmptyState
-    decay: transforms.AddDecayedWeightsState
     rate: transforms.LearningRateState
-    mom: transforms.TraceState | optax.EmptyState  # EmptyState when momentum is 0
 
 
-def scale_by_lbsgd(rate: transforms.LearningRate, *, momentum: float = 0.0,
-                   warmup_strategy: str = "linear", warmup_updates: int = 0, batch_scale: int = 1,
-                   begin_count: int = 0, rescale_grad: float = 1.0,
-                   clip_gradient: float | None = None, wd: float = 0.0,
-                   wd_mult: MultiplierSpec = None) -> optax.GradientTransformation:
-    """MXNet's LBSGD step, from the raw gradient to the weight update.
+def scale_by_lbsgd(rate: transforms.LearningRate, *, warmup_strategy: str = "linear",
+                   warmup_updates: int = 0, batch_scale: int = 1,
+                   begin_count: int = 0) -> optax.GradientTransformation:
+    """MXNet's LBSGD rate: each leaf's update times ``-lr * mult``.
 
-    Each call counts ``n`` (from ``begin_count``: ``n`` is the update count
-    less ``rate.begin_num_update`` plus ``begin_count``) and adds the
-    gradient to a sum. Every call where ``n`` is a multiple of ``batch_scale``, per leaf::
-
-        g = sum / batch_scale;  sum = 0
-        mult = warmup_multiplier(n)   or, for 'lars', lars_multiplier(w, g, wd)
-        mom = momentum * mom - lr * mult * (clip(rescale_grad * g, clip_gradient) + wd * w)
-        update = mom
-
-    Other calls return a zero update and leave the momentum alone. ``lr``
-    (from ``rate``, lr_mult included) counts every call.
+    ``lr`` comes from ``rate`` (lr_mult included) and counts every call;
+    ``mult`` is :func:`warmup_multiplier` of MXNet's call count ``n`` (the
+    update count less ``rate.begin_num_update`` plus ``begin_count``) or, for
+    ``'lars'``, :func:`lars_multiplier` of each leaf's norms, read in a
+    :func:`mxopt.counted` chain from :func:`record_leaf_norms` and
+    :func:`transforms.add_decayed_weights` before it.
     """
     validation.one_of("warmup_strategy", warmup_strategy, WARMUP_STRATEGIES)
-    rescale = transforms.rescale(rescale_grad)
-    clip = transforms.clip(clip_gradient)
-    decay = transforms.add_decayed_weights(wd, wd_mult)
-    trace = transforms.momentum_buffer(momentum)
 
     def init_fn(params):
         refuse_packed(params, "lbsgd", "takes each leaf's norms")
-        grad_sum = None if batch_scale == 1 else zeros_like(params)
-        return ScaleByLbsgdState(grad_sum, rescale.init(params), clip.init(params),
-                                 decay.init(params), rate.init(params), trace.init(params))
+        return ScaleByLbsgdState(rate.init(params))
 
-    def update_fn(updates, state, params=None, *, count, **extra_args):
-        del extra_args
-        if params is None:
-            raise ValueError("lbsgd needs params: call update(grads, state, params)")
-        s = state
-        calls = count + (begin_count - rate.begin_num_update)  # MXNet's num_cums
-        lrs = rate.at(s.rate, count, updates)
-        if s.grad_sum is None:
-            grads = updates
-        else:
-            total = jax.tree.map(jnp.add, s.grad_sum, updates)
-            grads = jax.tree.map(lambda t: t / jnp.asarray(batch_scale, t.dtype), total)
+    def update_fn(updates, state, params=None, *, count, earlier_states=(), **extra_args):
+        del params, extra_args
+        lrs = rate.at(state.rate, count, updates)
         if warmup_strategy == "lars":
-            wds = transforms.weight_decays(s.decay, updates)
-            mults = jax.tree.map(lars_multiplier, params, grads, wds)
+            norms = counting.earlier_state(earlier_states, LeafNormsState, "lbsgd")
+            wds = transforms.weight_decays(counting.earlier_state(
+                earlier_states, transforms.AddDecayedWeightsState, "lbsgd"), updates)
+            mults = jax.tree.map(lars_multiplier, norms.weight_sum_sq, norms.grad_sum_sq, wds)
         else:
+            calls = count + (begin_count - rate.begin_num_update)  # MXNet's num_cums
             mult = warmup_multiplier(warmup_strategy, calls, warmup_updates, batch_scale)
             mults = jax.tree.map(lambda _: mult, lrs)
-        g, rescale_state = rescale.update(grads, s.rescale)
-        g, clip_state = clip.update(g, s.clip)
-        g, decay_state = decay.update(g, s.decay, params)
-        steps = jax.tree.map(lambda g, lr, m: -(lr * m).astype(g.dtype) * g,
-                             g, lrs, mults)
-        steps, trace_state = trace.update(steps, s.mom)
-        grad_sum = None
-        if s.grad_sum is not None:
-            apply = calls % batch_scale == 0
+        steps = jax.tree.map(lambda g, lr, m: -(lr * m).astype(g.dtype) * g, updates, lrs, mults)
+        return steps, ScaleByLbsgdState(rate.given.injected(state.rate))
 
-            def when(new, old):
-                return jnp.where(apply, new, old)
-
-            steps = jax.tree.map(lambda u: when(u, jnp.zeros_like(u)), steps)
-            trace_state = jax.tree.map(when, trace_state, s.mom)
-            grad_sum = jax.tree.map(lambda t: when(jnp.zeros_like(t), t), total)
-        return steps, ScaleByLbsgdState(grad_sum, rescale_state, clip_state, decay_state,
-                                        rate.given.injected(s.rate), trace_state)
-
-    return rate.with_counter(optax.GradientTransformationExtraArgs(init_fn, update_fn))
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @register(mxnet=MXNet("LBSGD", state=STATE_IN_THE_OBJECT))
@@ -186,8 +185,13 @@ def lbsgd(momentum: float = 0.0, multi_precision: bool = False, warmup_strategy:
                                    begin_epoch * updates_per_epoch)
     validation.count("num_epochs", num_epochs)
     del multi_precision  # in ``base``
-    return base.build(scale_by_lbsgd(
-        base.rate(), momentum=momentum, warmup_strategy=warmup_strategy,
-        warmup_updates=warmup_updates, batch_scale=batch_scale,
-        begin_count=begin_count, rescale_grad=base.rescale_grad,
-        clip_gradient=base.clip_gradient, wd=base.wd, wd_mult=base.wd_mult))
+    links = (base.rescale(), base.clip(), base.weight_decay(),
+             scale_by_lbsgd(base.rate(), warmup_strategy=warmup_strategy,
+                            warmup_updates=warmup_updates, batch_scale=batch_scale,
+                            begin_count=begin_count),
+             transforms.momentum_buffer(momentum))
+    if warmup_strategy == "lars":  # its multiplier reads each leaf's norms
+        links = (record_leaf_norms(stored=False, optimizer="lbsgd"), *links)
+    if batch_scale > 1:
+        links = (accumulate_gradients(batch_scale, begin_count - base.begin_num_update, *links),)
+    return base.build(*links)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import optax
 
+from mxopt import validation
 from mxopt.base import Base, optimizer
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
@@ -25,8 +26,7 @@ def remember_weight() -> optax.GradientTransformation:
         return RememberWeightState(zeros_like(params))
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("test needs params: call update(grads, state, params)")
+        validation.params_given(params, "test")
         return updates, RememberWeightState(jax.tree.map(lambda w, u: w + u.astype(w.dtype),
                                                          params, updates))
 

@@ -129,8 +129,7 @@ def clip_new_weights(bound: float | None = None) -> optax.GradientTransformation
         return ClipWeightsState(**given.fields())
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("clip_weights needs params: call update(grads, state, params)")
+        validation.params_given(params, "clip_weights")
         state = given.injected(state)
 
         def clipped(u, w):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import transforms
+from mxopt import transforms, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, NonNegative
 from mxopt.numerics import cast
@@ -72,8 +72,7 @@ def add_decoupled_weight_decay(wd_lh: float = 0.0) -> optax.GradientTransformati
         return AddDecoupledWeightDecayState(**given.fields())
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("wd_lh needs params: call update(grads, state, params)")
+        validation.params_given(params, "wd_lh")
         state = given.injected(state)
         decay = state.wd_lh
         decayed = jax.tree.map(lambda u, w: u + cast(decay, u) * w.astype(u.dtype), updates, params)
