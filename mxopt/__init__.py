@@ -17,6 +17,7 @@ reprs do.
 from mxopt import (
     checkpoint,
     counting,
+    gluoncv,
     hyperparams,
     julia,
     mxnet,
@@ -59,7 +60,7 @@ from mxopt.schedules import (
 from mxopt.sharding import partition_states, place_state, state_bytes_per_device
 from mxopt.structure import check_trees, describe
 from mxopt.transforms import (
-    LearningRate,
+    LeafRates,
     add_decayed_weights,
     clip,
     momentum_buffer,
@@ -73,12 +74,12 @@ from mxopt.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "CosineScheduler", "FactorScheduler", "LRScheduler", "LearningRate", "MultiFactorScheduler",
+    "CosineScheduler", "FactorScheduler", "LRScheduler", "LeafRates", "MultiFactorScheduler",
     "Optimizer", "Packed", "PolyScheduler", "Updater", "accumulate_gradients", "adadelta",
     "adagrad", "adam", "adamax", "add_decayed_weights", "add_decoupled_weight_decay",
     "add_delay_compensation", "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip",
     "clip_new_weights", "counted", "counting", "create", "dcasgd", "describe", "dynamic_loss_scale",
-    "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater", "graves_momentum",
+    "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater", "gluoncv", "graves_momentum",
     "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd", "loss_scale",
     "momentum_buffer", "multi_precision", "mxnet", "mxnet_test", "nadam", "nag",
     "next_learning_rate", "optimizer", "pack", "packing", "partition_states", "place_state",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 
 import optax
@@ -47,6 +48,10 @@ BASE_ARGS_DOC = """
     gives them so) is the transformation's own: its updates use that array,
     not the state's copy (see :mod:`mxopt.hyperparams`).
 """
+
+
+SCHEDULER_OVERRIDDEN = ("learning rate from ``lr_scheduler`` has been overwritten by "
+                        "``learning_rate`` in optimizer.")  # MXNet 1.9.1's text
 
 
 def _is_plain_callable(schedule: object) -> bool:
@@ -104,9 +109,17 @@ class Base:
                              "lr_scheduler; give one or the other")
         return self.lr_scheduler.overridden_by(self.learning_rate)
 
-    def rate(self) -> transforms.LearningRate:
+    def warn_if_overriding(self) -> None:
+        """MXNet's warning where ``learning_rate`` (given, or the optimizer's own default)
+        replaces a scheduler's other ``base_lr``: a ``UserWarning`` with MXNet's text."""
+        scheduler, rate = self.lr_scheduler, self.learning_rate
+        if scheduler is not None and rate is not None and not _is_plain_callable(scheduler) \
+                and scheduler.base_lr != rate:
+            warnings.warn(SCHEDULER_OVERRIDDEN, UserWarning, stacklevel=validation.outside_mxopt())
+
+    def rate(self) -> transforms.LeafRates:
         """Each leaf's learning rate, for transforms that use it inside their formula."""
-        return transforms.LearningRate(self.schedule(), self.lr_mult, self.begin_num_update)
+        return transforms.LeafRates(self.schedule(), self.lr_mult, self.begin_num_update)
 
     def scale_by_learning_rate(self) -> optax.GradientTransformation:
         return transforms.scale_by_learning_rate(
@@ -180,6 +193,9 @@ def optimizer(constructor: Callable[..., optax.GradientTransformation]):
 
     @functools.wraps(constructor)
     def build(*args, **kwargs):
+        unknown = validation.unknown_names(kwargs, signature.parameters)
+        if unknown:
+            raise TypeError(f"{constructor.__name__}(): {unknown}")
         try:
             given = signature.bind(*args, **kwargs).arguments
         except TypeError as error:
@@ -188,7 +204,9 @@ def optimizer(constructor: Callable[..., optax.GradientTransformation]):
         base = {name: given.pop(name) for name in BASE_ARGS if name in given}
         if not _is_plain_callable(base.get("lr_scheduler")):
             base = {**own_defaults, **base}
-        return constructor(**given, base=Base(**base))
+        built = Base(**base)
+        built.warn_if_overriding()
+        return constructor(**given, base=built)
 
     build.__signature__ = signature
     del build.__wrapped__  # its signature is this one, not the constructor's

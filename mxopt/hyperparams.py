@@ -236,10 +236,10 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
         lists those it has), or a value out of range. Nothing is changed then.
     """
     held = get_hyperparams(state)
-    missing = sorted(set(values) - set(held))
-    if missing:
-        raise ValueError(f"no hyperparameter {missing} in this optimizer state; it has "
-                         f"{sorted(held)}")
+    unknown = validation.unknown_names(values, held, noun="hyperparameter",
+                                       what="this optimizer state has")
+    if unknown:
+        raise ValueError(unknown)
     rules: dict[str, list[Hyperparameter]] = {name: [] for name in values}
     for node in state_nodes(state):
         for name, declaration in declarations(type(node)).items():

@@ -1,6 +1,6 @@
 """Plots of learning-rate and momentum schedules, for notebooks.
 
-matplotlib is an optional dependency: ``pip install "mxopt[plot]"``.
+matplotlib is an optional dependency: ``pip install matplotlib``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def plot_schedule(schedule: float | Schedule | CountedSchedule, num_steps: int, 
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:
-        raise ImportError('plot_schedule needs matplotlib: pip install "mxopt[plot]"') from error
+        raise ImportError("plot_schedule needs matplotlib: pip install matplotlib") from error
     values = schedule_values(schedule, num_steps, begin_num_update=begin_num_update,
                              steps_per_epoch=steps_per_epoch)
     if ax is None:

@@ -113,6 +113,8 @@ def _described(constructor: Constructor) -> Constructor:
 
     ``_described(sgd)(momentum=0.9, learning_rate=0.1)`` reprs as
     ``sgd(momentum=0.9, learning_rate=0.1)``: the arguments given, not the defaults.
+    Where ``learning_rate`` (given, or the optimizer's default) overrides the
+    ``base_lr`` of an ``lr_scheduler`` given, a comment adds the schedule it steps with.
     """
     if getattr(constructor, "describes", False):
         return constructor
@@ -127,6 +129,9 @@ def _described(constructor: Constructor) -> Constructor:
             shown = ", ".join(f"{name}={value!r}" for name, value in
                               [*positional, *kwargs.items()])
             tx.call = f"{constructor.__name__}({shown})"
+            given = kwargs.get("lr_scheduler")
+            if given is not None and tx.learning_rate != given:  # a learning_rate overrode it
+                tx.call += f"  # steps with {tx.learning_rate!r}"
         return tx
 
     build.describes = True

@@ -42,7 +42,7 @@ def _decay(base_lr: float, factor: float, k: jax.Array) -> jax.Array:
     return jnp.where(k == 0, jnp.float32(base_lr), decayed)  # factor**0 is 1, factor 0 too
 
 
-def _counts(num_update: jax.Array | int) -> jax.Array:
+def update_counts(num_update: jax.Array | int) -> jax.Array:
     """``num_update`` (a count or an array of counts) as int32, refusing known counts outside
     ``[0, validation.MAX_COUNT]``; traced ones are the counter's, always within."""
     if not validation.is_traced(num_update):
@@ -76,17 +76,18 @@ class LRScheduler:
                              f"({self.warmup_final_lr})")
 
     def __repr__(self) -> str:
-        """The constructor call, with ``base_lr`` and the arguments that differ from defaults."""
+        """The constructor call, with ``base_lr`` and the arguments that differ from defaults
+        (``warmup_final_lr`` only where a warmup rises to it)."""
         shown = [field.name for field in dataclasses.fields(self)
                  if field.name == "base_lr" or field.default is dataclasses.MISSING
                  or getattr(self, field.name) != field.default]
-        if self.warmup_final_lr == self.base_lr:
+        if self.warmup_final_lr == self.base_lr or not self.warmup_steps:  # unused
             shown.remove("warmup_final_lr")
         args = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
         return f"{type(self).__name__}({args})"
 
     def __call__(self, num_update: jax.Array | int) -> jax.Array:
-        n = _counts(num_update)
+        n = update_counts(num_update)
         return jnp.where(n < self.warmup_steps, self._warmup(n), self._decayed(n))
 
     def _warmup(self, n: jax.Array) -> jax.Array:

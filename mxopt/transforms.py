@@ -147,7 +147,7 @@ class LearningRateState(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class LearningRate:
+class LeafRates:
     """Each leaf's learning rate at each update, for transforms that need it.
 
     ``lr = learning_rate * lr_mult``, where ``learning_rate`` is a number
@@ -199,14 +199,14 @@ class LearningRate:
 
 def scale_by_learning_rate(learning_rate: float | Schedule, *, lr_mult: MultiplierSpec = None,
                            begin_num_update: int = 0) -> optax.GradientTransformation:
-    """Steps against the gradient: ``g <- -lr * g``, ``lr`` as :class:`LearningRate` gives it.
+    """Steps against the gradient: ``g <- -lr * g``, ``lr`` as :class:`LeafRates` gives it.
 
     Args:
       learning_rate: a number >= 0 (held in the state) or a schedule.
       lr_mult: per-leaf multipliers (see :mod:`mxopt.multipliers`).
       begin_num_update: the update count the run starts from.
     """
-    rate = LearningRate(learning_rate, lr_mult, begin_num_update)
+    rate = LeafRates(learning_rate, lr_mult, begin_num_update)
 
     def update_fn(updates, state, params=None, *, count, **extra_args):
         del params, extra_args

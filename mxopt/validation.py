@@ -16,8 +16,11 @@ in ``[0, MAX_COUNT]``.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
+import sys
+from collections.abc import Iterable
 
 import jax
 import numpy as np
@@ -136,3 +139,43 @@ def params_given(params: object, user: str) -> None:
     """Raises ValueError if ``params`` is None: ``user`` (a transform) reads the weights."""
     if params is None:
         raise ValueError(f"{user} needs params: call update(grads, state, params)")
+
+
+# Other libraries' spellings of MXNet's argument names (optax, PyTorch, Keras, MXNet.jl).
+SPELLINGS = {"lr": "learning_rate", "step_size": "learning_rate", "weight_decay": "wd",
+             "beta_1": "beta1", "beta_2": "beta2", "b1": "beta1", "b2": "beta2",
+             "eps": "epsilon", "epsilon": "eps", "max_grad_norm": "clip_gradient",
+             "grad_clip": "clip_gradient", "clipvalue": "clip_gradient",
+             "clip_value": "clip_gradient", "scheduler": "lr_scheduler",
+             "schedule": "lr_scheduler", "alpha": "gamma1", "rho": "gamma1"}
+
+
+def meant(name: str, names: Iterable[str]) -> str | None:
+    """The name among ``names`` that a misspelled ``name`` most likely meant, if any: its
+    MXNet spelling (:data:`SPELLINGS`: ``lr`` is ``learning_rate``) or the closest name."""
+    names = list(names)
+    if SPELLINGS.get(name) in names:
+        return SPELLINGS[name]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_names(given: Iterable[str], names: Iterable[str], *, noun: str = "argument",
+                  what: str = "it takes") -> str | None:
+    """The error for the names in ``given`` that are not in ``names`` (None if all are):
+    which ones, what each probably meant, and ``what`` the valid ones are."""
+    names = list(names)
+    unknown = [name for name in given if name not in names]
+    if not unknown:
+        return None
+    shown = [f"{name!r}" + (f" (did you mean {guess!r}?)" if (guess := meant(name, names))
+                            else "") for name in unknown]
+    return f"no {noun} {', '.join(shown)}; {what} {sorted(names)}"
+
+
+def outside_mxopt() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that names the first caller outside mxopt."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "mxopt":
+        frame, level = frame.f_back, level + 1
+    return level

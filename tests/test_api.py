@@ -1,4 +1,5 @@
-"""The public surface: every name documented, the code ruff-clean."""
+"""The public surface: every name documented, no name meaning two things, the code
+ruff-clean."""
 
 import inspect
 import pathlib
@@ -36,6 +37,21 @@ def test_optimizer_docstring_gives_formula_and_arguments(name):
            if p.kind is not inspect.Parameter.VAR_KEYWORD]
     for arg in own + ["learning_rate", "rescale_grad", "clip_gradient", "wd", "multi_precision"]:
         assert f"{arg}" in doc, f"{name}: argument {arg!r} undocumented"
+
+
+def test_mxopt_and_mxopt_julia_share_no_name_with_another_kind_of_meaning():
+    """A name of both namespaces (``get_updater``, ``Updater``: MXNet's and MXNet.jl's) is
+    the same kind of thing in each: never a module in one and a function or class in the
+    other (``mxopt.sgd``), nor a helper in one and MXNet.jl's namespace in the other."""
+    julia = {name: getattr(mxopt.julia, name) for name in dir(mxopt.julia)
+             if not name.startswith("_")}
+    for name, value in julia.items():
+        if hasattr(mxopt, name):
+            ours = getattr(mxopt, name)
+            assert inspect.ismodule(ours) == inspect.ismodule(value), name
+            assert inspect.isclass(ours) == inspect.isclass(value), name
+    assert not hasattr(mxopt, "LearningRate")  # the per-leaf rate is mxopt.LeafRates
+    assert {"sgd", "adam", "optimizer", "schedulers"}.isdisjoint(julia)
 
 
 def test_ruff_clean():

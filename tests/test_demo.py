@@ -56,9 +56,25 @@ def test_command_prints_the_table_and_writes_the_png(tmp_path):
     assert "sgd" in result.stderr  # tqdm's progress bar
 
 
+def test_the_figure_labels_each_recipe_with_its_test_accuracy(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    labels, save = [], matplotlib.figure.Figure.savefig
+
+    def saved(figure, *args, **kwargs):
+        labels.extend(text.get_text() for ax in figure.axes if ax.get_legend()
+                      for text in ax.get_legend().get_texts())
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", saved)
+    result = demo.train("sgd", steps=20, progress=False)
+    demo.plot([result], str(tmp_path / "demo.png"))
+    assert labels == [f"sgd: test accuracy {result.accuracy:.1%}", "sgd"]  # losses, rates
+
+
 def test_missing_extras_name_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn raises ImportError
-    with pytest.raises(SystemExit, match=r'scikit-learn: pip install "mxopt\[demo\]"'):
+    with pytest.raises(SystemExit, match=r'scikit-learn: pip install scikit-learn$'):
         demo.main(["--steps", "1"])
 
 

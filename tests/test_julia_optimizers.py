@@ -312,7 +312,7 @@ def test_adam_reads_its_scheduler_at_every_update():
 def test_one_compile_per_kind_and_shape(name):
     # Schedules, options and new instances of one kind reuse the compiled step.
     shape = (7, len(name))  # a shape no other test uses
-    compiles = jl.optimizer._jitted_step._cache_size
+    compiles = jl._optimizer._jitted_step._cache_size
     before = compiles()
     for lr, eps in ((0.1, 1e-6), (0.01, 1e-3)):
         kw = {"momentum": 0.5} if name == "SGD" else {"epsilon": eps}

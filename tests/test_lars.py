@@ -168,7 +168,7 @@ def test_multi_precision_takes_norms_of_stored_float16_values():
 def test_its_links_compose_as_a_chain_and_each_names_what_it_needs():
     params = {"fc_weight": jnp.linspace(-1.0, 1.0, 6), "fc_bias": jnp.ones(2)}
     grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
-    rate = mxopt.transforms.LearningRate(0.5)
+    rate = mxopt.transforms.LeafRates(0.5)
     scale = mxopt.scale_by_lars(rate, eta=0.01)
     chain = mxopt.counted(
         mxopt.record_leaf_norms(None), mxopt.rescale(0.5), mxopt.add_decayed_weights(0.01),

@@ -100,7 +100,7 @@ def test_hyperparameter_attributes():
         opt.multi_precision = True
     with pytest.raises(AttributeError, match="no attribute 'beta1'"):
         _ = opt.beta1
-    with pytest.raises(TypeError, match="unexpected keyword"):
+    with pytest.raises(TypeError, match="no argument 'beta1'"):
         mo.create("sgd", beta1=0.9)
     with pytest.raises(TypeError, match="set_lr_mult"):
         mo.create("sgd", lr_mult={"w": 2.0})
@@ -124,6 +124,24 @@ def test_set_learning_rate_and_schedulers():
         rates.append(float(weight[0] - new[0]))
         assert scheduled.learning_rate == pytest.approx(rates[-1], rel=1e-6)
     np.testing.assert_allclose(rates, [0.4, 0.2, 0.1], rtol=1e-6)
+
+
+def test_a_pytree_state_keeps_its_rate_and_setting_the_objects_warns():
+    opt = mo.create("sgd", learning_rate=0.1, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.set_learning_rate(0.2)  # no pytree state yet: nothing to warn about
+    params, grads = {"w": jnp.ones(2)}, {"w": jnp.ones(2)}
+    state = opt.init(params)
+    with pytest.warns(UserWarning, match=r"set_hyperparams\(state, learning_rate=0.05\)"):
+        opt.set_learning_rate(0.05)
+    with pytest.warns(UserWarning, match=r"set_hyperparams\(state, momentum=0.5\)"):
+        opt.momentum = 0.5
+    assert (opt.lr, opt.momentum) == (0.05, 0.5)  # the object's per-index updates use them
+    updates, _ = opt.update(grads, state, params)
+    np.testing.assert_allclose(updates["w"], [-0.2, -0.2], rtol=1e-6)  # the state's 0.2
+    updates, _ = opt.update(grads, mxopt.set_hyperparams(state, learning_rate=0.05), params)
+    np.testing.assert_allclose(updates["w"], [-0.05, -0.05], rtol=1e-6)
 
 
 def test_set_lr_scale_is_deprecated():

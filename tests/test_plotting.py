@@ -75,5 +75,5 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r'mxopt\[plot\]'):
+    with pytest.raises(ImportError, match='pip install matplotlib'):
         mxopt.plot_schedule(0.1, 10)

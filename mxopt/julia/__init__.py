@@ -27,12 +27,12 @@ Optimizers (keyword arguments and defaults as MXNet.jl's), each stepping with
 :class:`AdaMax`, :class:`RMSProp`, :class:`Nadam`.
 """
 
-from mxopt.julia.adadelta import AdaDelta, AdaDeltaOptions
-from mxopt.julia.adagrad import AdaGrad, AdaGradOptions
-from mxopt.julia.adam import ADAM, ADAMOptions
-from mxopt.julia.adamax import AdaMax, AdaMaxOptions
-from mxopt.julia.nadam import Nadam, NadamOptions
-from mxopt.julia.optimizer import (
+from mxopt.julia._adadelta import AdaDelta, AdaDeltaOptions
+from mxopt.julia._adagrad import AdaGrad, AdaGradOptions
+from mxopt.julia._adam import ADAM, ADAMOptions
+from mxopt.julia._adamax import AdaMax, AdaMaxOptions
+from mxopt.julia._nadam import Nadam, NadamOptions
+from mxopt.julia._optimizer import (
     AbstractOptimizer,
     AbstractOptimizerOptions,
     Updater,
@@ -41,8 +41,8 @@ from mxopt.julia.optimizer import (
     normalized_gradient,
     update,
 )
-from mxopt.julia.rmsprop import RMSProp, RMSPropOptions
-from mxopt.julia.schedulers import (
+from mxopt.julia._rmsprop import RMSProp, RMSPropOptions
+from mxopt.julia._schedulers import (
     AbstractLearningRateScheduler,
     AbstractMomentumScheduler,
     LearningRate,
@@ -53,7 +53,7 @@ from mxopt.julia.schedulers import (
     get_momentum,
     get_momentum_scheduler,
 )
-from mxopt.julia.sgd import SGD, SGDOptions
+from mxopt.julia._sgd import SGD, SGDOptions
 
 __all__ = [
     "ADAM", "ADAMOptions", "AbstractLearningRateScheduler", "AbstractMomentumScheduler",

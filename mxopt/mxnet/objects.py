@@ -166,6 +166,12 @@ class Optimizer:
         if key in self.__dict__.get("_tunable", ()):
             hyperparams.set_hyperparams(self._probe, **{key: value})  # a bad value fails here
             self._args[key] = validation.host_number(key, value)
+            if self.__dict__.get("_made_pytree_state"):
+                warnings.warn(
+                    f"setting {key} changes this optimizer's per-index updates (update, Updater) "
+                    f"only; the pytree states its init made hold their own {key}: change it "
+                    f"there with mxopt.set_hyperparams(state, {key}={value!r})", UserWarning,
+                    stacklevel=validation.outside_mxopt())
         elif key == "learning_rate" and self.lr_scheduler is not None:
             self.set_learning_rate(value)
         elif key in self.__dict__.get("_args", {}):
@@ -353,7 +359,10 @@ class Optimizer:
         Each leaf gets the multipliers MXNet's lookup gives its index (see
         :meth:`leaf_indices`) or, failing that, its name; the other
         hyperparameters are the object's current ones, held in the state
-        from then on (change them there with :func:`mxopt.set_hyperparams`).
+        from then on: change them there with :func:`mxopt.set_hyperparams`.
+        Once this object has made a pytree state, ``set_learning_rate`` and
+        setting a hyperparameter attribute (``opt.momentum = 0.5``) warn that
+        they change the per-index updates only.
 
         Raises:
           ValueError: multipliers are given by index (``param_dict``, or an
@@ -377,7 +386,9 @@ class Optimizer:
                 treedef, [self._multiplier(kind, i, name) for i, (name, _) in leaves])
 
         tx = self._transform(True, lr_mult=multipliers("lr"), wd_mult=multipliers("wd"))
-        return tx.init(params)
+        state = tx.init(params)
+        object.__setattr__(self, "_made_pytree_state", True)  # see __setattr__
+        return state
 
     # -- saving, for Updater.get_states(dump_optimizer=True) ----------------
 

@@ -28,7 +28,7 @@ class ScaleByFtmlState(NamedTuple):
     z: LikeParams
 
 
-def scale_by_ftml(rate: transforms.LearningRate, beta1: float = 0.6, beta2: float = 0.999,
+def scale_by_ftml(rate: transforms.LeafRates, beta1: float = 0.6, beta2: float = 0.999,
                   epsilon: float = 1e-8) -> optax.GradientTransformation:
     """FTML's step: the update that moves ``w`` to ``-z / d_t``.
 

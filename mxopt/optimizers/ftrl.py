@@ -17,7 +17,7 @@ from mxopt.numerics import cast, unzip
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr
-from mxopt.transforms import LearningRate, LearningRateState
+from mxopt.transforms import LeafRates, LearningRateState
 
 
 @brief_repr
@@ -31,7 +31,7 @@ class FtrlStepState(NamedTuple):
     n: LikeParams  # the squared gradients summed
 
 
-def ftrl_step(rate: LearningRate, lamda1: float = 0.01, beta: float = 1.0, wd: float = 0.0,
+def ftrl_step(rate: LeafRates, lamda1: float = 0.01, beta: float = 1.0, wd: float = 0.0,
               wd_mult: MultiplierSpec = None) -> optax.GradientTransformation:
     """The step to FTRL-Proximal's next weight, computed in closed form from ``z`` and ``n``.
 

@@ -112,7 +112,7 @@ class ScaleByLarsState(NamedTuple):
     rate: transforms.LearningRateState
 
 
-def scale_by_lars(rate: transforms.LearningRate, *, eta: float = 0.001, eps: float = 0.0,
+def scale_by_lars(rate: transforms.LeafRates, *, eta: float = 0.001, eps: float = 0.0,
                   momentum_correction: bool = True) -> optax.GradientTransformation:
     """MXNet's layer-wise rate: each leaf's update times ``-lr_layer``.
 

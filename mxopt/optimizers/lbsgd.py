@@ -86,7 +86,7 @@ class ScaleByLbsgdState(NamedTuple):
     rate: transforms.LearningRateState
 
 
-def scale_by_lbsgd(rate: transforms.LearningRate, *, warmup_strategy: str = "linear",
+def scale_by_lbsgd(rate: transforms.LeafRates, *, warmup_strategy: str = "linear",
                    warmup_updates: int = 0, batch_scale: int = 1,
                    begin_count: int = 0) -> optax.GradientTransformation:
     """MXNet's LBSGD rate: each leaf's update times ``-lr * mult``.

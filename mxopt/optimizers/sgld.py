@@ -13,7 +13,7 @@ from mxopt.base import Base, optimizer
 from mxopt.numerics import cast
 from mxopt.registry import MXNet, register
 from mxopt.structure import brief_repr
-from mxopt.transforms import LearningRate, LearningRateState
+from mxopt.transforms import LeafRates, LearningRateState
 
 
 @brief_repr
@@ -22,7 +22,7 @@ class ScaleByLangevinState(NamedTuple):
     key: jax.Array | None  # u32[2] PRNG key of the next update's noise; None without noise
 
 
-def scale_by_langevin(rate: LearningRate, *, seed: int = 0,
+def scale_by_langevin(rate: LeafRates, *, seed: int = 0,
                       noise: bool = True) -> optax.GradientTransformation:
     """One step of Langevin dynamics: ``g <- -lr/2 * g + sqrt(lr) * n``, ``n ~ N(0, 1)``.
 

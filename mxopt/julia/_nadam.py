@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from mxopt import hyperparams, validation
-from mxopt.julia.optimizer import _checked, _f32, _Optimizer, _Options, option
-from mxopt.julia.schedulers import (
+from mxopt.julia._optimizer import _checked, _f32, _Optimizer, _Options, option
+from mxopt.julia._schedulers import (
     AbstractMomentumScheduler,
     Momentum,
     _open_unit,

@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 from mxopt import transforms, validation
-from mxopt.julia.schedulers import (
+from mxopt.julia._schedulers import (
     AbstractLearningRateScheduler,
     OptimizationState,
     get_learning_rate,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mxopt import validation
-from mxopt.julia.optimizer import _Optimizer, _Options, option
+from mxopt.julia._optimizer import _Optimizer, _Options, option
 from mxopt.optimizers.adagrad import scale_by_adagrad
 
 

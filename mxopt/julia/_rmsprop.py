@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from mxopt import validation
-from mxopt.julia.optimizer import _Optimizer, _Options, option
-from mxopt.julia.schedulers import _open_unit
+from mxopt.julia._optimizer import _Optimizer, _Options, option
+from mxopt.julia._schedulers import _open_unit
 from mxopt.optimizers.rmsprop import scale_by_rmsprop
 
 

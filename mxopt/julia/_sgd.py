@@ -7,7 +7,7 @@ import dataclasses
 import optax
 
 from mxopt import transforms, validation
-from mxopt.julia.optimizer import (
+from mxopt.julia._optimizer import (
     _checked,
     _descend,
     _f32,
@@ -16,7 +16,7 @@ from mxopt.julia.optimizer import (
     _Options,
     option,
 )
-from mxopt.julia.schedulers import (
+from mxopt.julia._schedulers import (
     AbstractMomentumScheduler,
     Momentum,
     get_momentum,
