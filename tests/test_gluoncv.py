@@ -17,7 +17,6 @@ from mxopt import optimizer as mo
 RECORDED = load("gluoncv_schedules")
 CASES = {case["id"]: case for case in RECORDED["cases"]}
 WORKING = [case for case in CASES.values() if "error" not in case]
-TEXT = "learning rate from ``lr_scheduler`` has been overwritten by ``learning_rate`` in optimizer."
 
 
 def build(case) -> gluoncv.LRScheduler | gluoncv.LRSequential:
