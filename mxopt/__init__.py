@@ -34,6 +34,7 @@ from mxopt.optimizers.adadelta import adadelta, scale_by_adadelta
 from mxopt.optimizers.adagrad import adagrad, groupadagrad, scale_by_adagrad, scale_by_group_adagrad
 from mxopt.optimizers.adam import adam
 from mxopt.optimizers.adamax import adamax, scale_by_adamax
+from mxopt.optimizers.bertadam import bertadam, scale_by_bertadam
 from mxopt.optimizers.dcasgd import add_delay_compensation, dcasgd
 from mxopt.optimizers.ftml import ftml, scale_by_ftml
 from mxopt.optimizers.ftrl import ftrl, ftrl_step
@@ -77,17 +78,17 @@ __all__ = [
     "CosineScheduler", "FactorScheduler", "LRScheduler", "LeafRates", "MultiFactorScheduler",
     "Optimizer", "Packed", "PolyScheduler", "Updater", "accumulate_gradients", "adadelta",
     "adagrad", "adam", "adamax", "add_decayed_weights", "add_decoupled_weight_decay",
-    "add_delay_compensation", "apply_if_finite", "ccsgd", "check_trees", "checkpoint", "clip",
-    "clip_new_weights", "counted", "counting", "create", "dcasgd", "describe", "dynamic_loss_scale",
-    "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater", "gluoncv", "graves_momentum",
-    "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd", "loss_scale",
-    "momentum_buffer", "multi_precision", "mxnet", "mxnet_test", "nadam", "nag",
+    "add_delay_compensation", "apply_if_finite", "bertadam", "ccsgd", "check_trees", "checkpoint",
+    "clip", "clip_new_weights", "counted", "counting", "create", "dcasgd", "describe",
+    "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater", "gluoncv",
+    "graves_momentum", "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd",
+    "loss_scale", "momentum_buffer", "multi_precision", "mxnet", "mxnet_test", "nadam", "nag",
     "next_learning_rate", "optimizer", "pack", "packing", "partition_states", "place_state",
     "plot_schedule", "precision", "record_leaf_norms", "register", "registered_names", "rescale",
     "rmsprop", "scale_by_adadelta", "scale_by_adagrad", "scale_by_adam", "scale_by_adamax",
-    "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb", "scale_by_langevin",
-    "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate", "scale_by_nadam",
-    "scale_by_nadam_with_momenta", "scale_by_rmsprop", "scale_by_signum", "scale_by_trust_ratio",
-    "schedule_values", "schedules", "set_hyperparams", "sgd", "sgld", "sharding", "signum",
-    "state_bytes_per_device", "trace", "unpacking", "update_count"
+    "scale_by_bertadam", "scale_by_ftml", "scale_by_group_adagrad", "scale_by_lamb",
+    "scale_by_langevin", "scale_by_lars", "scale_by_lbsgd", "scale_by_learning_rate",
+    "scale_by_nadam", "scale_by_nadam_with_momenta", "scale_by_rmsprop", "scale_by_signum",
+    "scale_by_trust_ratio", "schedule_values", "schedules", "set_hyperparams", "sgd", "sgld",
+    "sharding", "signum", "state_bytes_per_device", "trace", "unpacking", "update_count"
 ]

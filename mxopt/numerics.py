@@ -54,6 +54,22 @@ def opaque_copy(tree: object) -> object:
                         tree)
 
 
+def rounded(product: jax.Array, finite: jax.Array) -> jax.Array:
+    """``product``, rounded to its dtype before the sum it goes into, as MXNet's kernels round.
+
+    XLA's CPU and GPU backends contract a product and the sum it goes into into
+    one fused multiply-add, which rounds once. Where the sum cancels, the two
+    roundings differ: BERTAdam's ``beta2 * (v - g^2) + g^2`` at ``beta2 = 0.999``
+    by up to 6e-5 relative. ``product * one``, with a 1 the compiler cannot see
+    through (``1 + 0 * finite``, of a finite scalar known only at run time),
+    leaves the compiler a product of the rounded product to contract, and
+    ``fma(p, 1, c)`` is ``round(p + c)``. Where no compiler contracts (outside
+    ``jit``) the multiply is exact.
+    """
+    one = 1 + 0 * finite
+    return product * cast(one, product)
+
+
 def complement(beta: jax.Array, beta_residual: jax.Array) -> jax.Array:
     """``1 - beta`` for the double-precision beta ``beta + beta_residual``.
 

@@ -1,4 +1,5 @@
-"""mxopt.numerics: the copy that keeps XLA's CPU loops fast changes no value."""
+"""mxopt.numerics: the copy that keeps XLA's CPU loops fast changes no value; a product is
+rounded before its sum, as MXNet's kernels round it, inside jit too."""
 
 import jax
 import jax.numpy as jnp
@@ -42,3 +43,21 @@ def test_weights_stepped_by_an_opaque_copy_are_those_stepped_by_the_buffer():
     copied = jax.jit(lambda w, m: w + numerics.opaque_copy(m))(w, m)
     np.testing.assert_array_equal(np.asarray(copied).view(np.uint32),
                                   np.asarray(plain).view(np.uint32))
+
+
+@pytest.mark.parametrize("beta", [0.9, 0.999, 0.9999, 0.5])
+def test_rounded_products_are_summed_as_numpy_sums_them(beta):
+    """``beta * (v - g^2) + g^2`` cancels near beta = 1: a fused multiply-add would be
+    1e-5 off NumPy's (and MXNet's) rounding of each operation."""
+    rng = np.random.default_rng(int(beta * 1e4))
+    g = rng.standard_normal(20000).astype(np.float32)
+    v = np.square(rng.standard_normal(20000)).astype(np.float32)
+    beta = np.float32(beta)
+
+    def moment(v, g, beta):
+        g2 = numerics.rounded(g * g, beta)
+        return numerics.rounded(beta * (v - g2), beta) + g2
+
+    want = beta * (v - g * g) + g * g
+    for run in (moment, jax.jit(moment)):
+        np.testing.assert_array_equal(np.asarray(run(v, g, beta)), want)

@@ -72,6 +72,7 @@ HYPERPARAMETERS = {
     "adadelta": {"rho": _decay(0.5, 0.99), "epsilon": _positive(1e-8, 1e-3)},
     "ftrl": {"lamda1": _positive(0, 0.1), "beta": _positive(0, 2)},
     "adamax": _betas(),
+    "bertadam": {**_betas(), "epsilon": _positive(1e-8, 1e-3)},
     "nadam": {**_betas(), "epsilon": _positive(1e-8, 1e-3),
               "schedule_decay": _positive(0, 0.01)},
     "test": {},

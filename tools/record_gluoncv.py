@@ -19,10 +19,8 @@ raises instead, the case records ``"error"``.
 """
 
 import contextlib
-import importlib.util
 import io
 import json
-import pathlib
 import random
 
 import mxnet as mx
@@ -32,12 +30,7 @@ MODES = ["constant", "step", "linear", "poly", "cosine"]
 
 
 def gluoncv_module():
-    spec = importlib.util.find_spec("gluoncv")
-    path = pathlib.Path(spec.submodule_search_locations[0]) / "utils" / "lr_scheduler.py"
-    loader = importlib.util.spec_from_file_location("gluoncv_lr_scheduler", path)
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    return module
+    return recording.module_file("gluoncv", "utils/lr_scheduler.py", "gluoncv_lr_scheduler")
 
 
 def random_scheduler(rng, mode=None, *, base_lr=None, target_lr=None):

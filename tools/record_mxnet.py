@@ -8,11 +8,13 @@ Run with the interpreter of a virtual environment that has MXNet (it needs
     /tmp/mxnet-env/bin/python tools/record_mxnet.py [--optimizers adam sgd ...]
 
 It writes ``tests/fixtures/trajectories/<optimizer>.json`` for each optimizer
-(by default every one in MXNet's registry), ``tests/fixtures/mxnet_schedules.json``
-and ``tests/fixtures/mxnet_registry.json`` (each registered optimizer's
-constructor defaults). Every number in them comes from MXNet; the tests replay
-them through mxopt without MXNet installed. Each optimizer's cases come from
-their own random stream, so re-recording one leaves the others' files alone.
+(by default every one in MXNet's registry, and GluonNLP 0.10.0's ``bertadam``,
+installed beside MXNet by ``pip install --no-deps gluonnlp==0.10.0 packaging``),
+``tests/fixtures/mxnet_schedules.json`` and ``tests/fixtures/mxnet_registry.json``
+(each registered optimizer's constructor defaults). Every number in them comes
+from MXNet; the tests replay them through mxopt without MXNet installed. Each
+optimizer's cases come from their own random stream, so re-recording one leaves
+the others' files alone.
 
 Each trajectory case holds the optimizer name and the keyword arguments given
 to ``mx.optimizer.create`` (a scheduler as ``{"type": ..., "kwargs": ...}``),
@@ -142,6 +144,7 @@ SPACES = {
     "ftrl": lambda rng: {"lamda1": _either(rng, 0.01, lambda: rng.uniform(0.0, 0.1)),
                          "beta": _either(rng, 1, lambda: rng.uniform(0.0, 2.0))},
     "adamax": lambda rng: _betas(rng),
+    "bertadam": lambda rng: {**_betas(rng), **_epsilon(rng, 1e-6)},
     # MXNet multiplies Nadam's one momentum schedule once per parameter, so
     # mxopt's per-update schedule differs for beta1 > 0; beta1 = 0 has no
     # schedule and is drawn often enough that some cases compare.
@@ -275,6 +278,11 @@ def run_case(case):
     return record
 
 
+def register_bertadam():
+    """Registers GluonNLP 0.10.0's ``bertadam`` with MXNet, as importing GluonNLP does."""
+    recording.module_file("gluonnlp", "optimizer/bert_adam.py", "gluonnlp_bert_adam")
+
+
 def registry_defaults():
     """Each registered optimizer's constructor defaults, with the base class's."""
     def defaults(klass):
@@ -321,6 +329,7 @@ def main():
         ("--per-optimizer", {"type": int, "default": 10}),
         ("--seed", {"type": int, "default": 20261122}))
     mx.optimizer.optimizer.normal = _ZeroNoise()
+    register_bertadam()
     meta = recording.meta(__file__, args.seed)
     (args.out / "trajectories").mkdir(parents=True, exist_ok=True)
     for name in args.optimizers:

@@ -1,6 +1,7 @@
 """What the recorders in tools/ share: their command line and the metadata they record."""
 
 import argparse
+import importlib.util
 import logging
 import pathlib
 import warnings
@@ -29,3 +30,15 @@ def meta(script: str, seed: int) -> dict:
     """Which MXNet and numpy recorded a fixture, with which script and seed."""
     return {"mxnet_version": mx.__version__, "numpy_version": np.__version__,
             "recorded_by": f"tools/{pathlib.Path(script).name}", "seed": seed}
+
+
+def module_file(package: str, relative: str, name: str):
+    """The module at ``relative`` inside the installed ``package``, loaded by its file path as
+    ``name``, so that the package's ``__init__`` (GluonCV's and GluonNLP's import their whole
+    data stacks) does not run."""
+    spec = importlib.util.find_spec(package)
+    path = pathlib.Path(spec.submodule_search_locations[0]) / relative
+    loader = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module

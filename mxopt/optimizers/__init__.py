@@ -11,6 +11,7 @@ from mxopt.optimizers import (
     adagrad,
     adam,
     adamax,
+    bertadam,
     dcasgd,
     ftml,
     ftrl,
@@ -25,5 +26,5 @@ from mxopt.optimizers import (
     signum,
 )
 
-__all__ = ["Base", "adadelta", "adagrad", "adam", "adamax", "dcasgd", "ftml", "ftrl", "lamb",
-           "lars", "lbsgd", "mxnet_test", "nadam", "rmsprop", "sgd", "sgld", "signum"]
+__all__ = ["Base", "adadelta", "adagrad", "adam", "adamax", "bertadam", "dcasgd", "ftml", "ftrl",
+           "lamb", "lars", "lbsgd", "mxnet_test", "nadam", "rmsprop", "sgd", "sgld", "signum"]
