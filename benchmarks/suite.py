@@ -167,22 +167,44 @@ def _interleaved(steps: dict[str, Step], rounds: int) -> dict[str, float]:
     return {v: statistics.median(s.times) for v, s in steps.items()}
 
 
+def _builders(shapes: dict[str, tuple], make_mxopt: Callable,
+              make_optax: Callable) -> dict[str, Callable[[], Step]]:
+    """The four variants' step builders, over one tree of ``shapes`` (the arrays go with them)."""
+    params, grads = trees.materialize(shapes, 0), trees.materialize(shapes, 1)
+    packed_params, packed_grads = mxopt.pack(params), mxopt.pack(grads)
+    flat = trees.flat_shapes(trees.size(shapes))
+    flat_params, flat_grads = trees.materialize(flat, 0), trees.materialize(flat, 1)
+    return {"optax": lambda: build(make_optax(), params, grads),
+            "mxopt": lambda: build(make_mxopt(), params, grads),
+            "mxopt packed": lambda: build(make_mxopt(), packed_params, packed_grads),
+            "roofline": lambda: build(make_optax(), flat_params, flat_grads)}
+
+
+def _compiled_in_turn(builders: dict[str, Callable[[], Step]], compiles: int) -> dict[str, Step]:
+    """Each variant's step built ``compiles`` times, the variants in turn (in reverse order
+    every other round, so that none is always first): the last build of each, with the
+    times of its median compile."""
+    times: dict[str, list[tuple]] = {v: [] for v in builders}
+    steps: dict[str, Step] = {}
+    for round_ in range(compiles):
+        for v in (builders if round_ % 2 == 0 else reversed(builders)):
+            steps.pop(v, None)  # the last build's arrays go first
+            steps[v] = builders[v]()
+            times[v].append((steps[v].compile_s, steps[v].trace_s, steps[v].lower_s))
+    for v, s in steps.items():
+        s.compile_s, s.trace_s, s.lower_s = sorted(times[v])[len(times[v]) // 2]
+    return {v: steps[v] for v in builders}
+
+
 def measure(tree: str, optimizer: str, rounds: int, device: jax.Device,
-            machine_gbps: float, shapes: dict[str, tuple] | None = None) -> list[Row]:
-    """Times the four variants of ``optimizer`` on ``tree``, interleaved, and returns rows."""
+            machine_gbps: float, shapes: dict[str, tuple] | None = None,
+            compiles: int = 1) -> list[Row]:
+    """Times the four variants of ``optimizer`` on ``tree``, interleaved, and returns rows;
+    each compile time is the median of ``compiles``, the variants compiled in turn."""
     shapes = shapes or trees.TREES[tree]()
     make_mxopt, make_optax = OPTIMIZERS[optimizer]
     with jax.default_device(device):
-        params, grads = trees.materialize(shapes, 0), trees.materialize(shapes, 1)
-        flat = trees.flat_shapes(trees.size(shapes))
-        steps = {
-            "optax": build(make_optax(), params, grads),
-            "mxopt": build(make_mxopt(), params, grads),
-            "mxopt packed": build(make_mxopt(), mxopt.pack(params), mxopt.pack(grads)),
-            "roofline": build(make_optax(), trees.materialize(flat, 0),
-                              trees.materialize(flat, 1)),
-        }
-        del params, grads
+        steps = _compiled_in_turn(_builders(shapes, make_mxopt, make_optax), compiles)
         # the bytes an update must move, from the unpacked mxopt state
         step = steps["mxopt"]
         tensors = _nbytes(step.params) + _nbytes(step.state)
@@ -267,6 +289,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS),
                         choices=list(OPTIMIZERS))
     parser.add_argument("--rounds", type=int, default=20, help="timed steps of each variant")
+    parser.add_argument("--compiles", type=int, default=3,
+                        help="compiles of each variant, in turn; the median is reported")
     parser.add_argument("--sweep", type=int, nargs="*", default=list(trees.SWEEP_LEAVES),
                         metavar="LEAVES", help="leaf counts of the sweep's trees, each of "
                         f"{trees.SWEEP_SIZE:,} values, run with adam (none: no sweep)")
@@ -277,7 +301,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     device = jax.devices(args.device)[0]
     machine_gbps = bandwidth(device)
     heading = (f"{machine(device)}; bandwidth {machine_gbps:.1f} GB/s; "
-               f"median of {args.rounds} steps")
+               f"median of {args.rounds} steps and of {args.compiles} compiles")
     print(f"# {heading}", flush=True)
     rows: list[Row] = []
 
@@ -287,10 +311,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
     for tree in args.trees:
         for optimizer in args.optimizers:
-            report(measure(tree, optimizer, args.rounds, device, machine_gbps))
+            report(measure(tree, optimizer, args.rounds, device, machine_gbps,
+                           compiles=args.compiles))
     for leaves in args.sweep:
         report(measure(f"sweep-{leaves}", "adam", args.rounds, device, machine_gbps,
-                       trees.sweep_shapes(leaves)))
+                       trees.sweep_shapes(leaves), args.compiles))
     if args.training:
         for optimizer in args.optimizers:
             report(measure_training(optimizer, args.rounds, device))

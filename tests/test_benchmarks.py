@@ -3,7 +3,7 @@ measured by running it, see docs/performance.md)."""
 
 import json
 
-from benchmarks import suite, trees
+from benchmarks import suite, targets, trees
 
 
 def test_the_trees_have_the_documented_sizes():
@@ -45,3 +45,44 @@ def test_the_sweep_the_training_step_and_the_json_record(tmp_path):
     assert record["command"].startswith("python -m benchmarks --trees --optimizers adagrad")
     assert record["bandwidth_gbps"] > 0 and "bandwidth" in record["machine"]
     assert [suite.Row(**row) for row in record["rows"]] == rows
+
+
+def test_compile_times_are_medians_of_builds_in_turn():
+    calls, compile_times = [], {"a": iter([5.0, 1.0, 3.0]), "b": iter([2.0, 9.0, 4.0])}
+
+    def builder(variant):
+        def build():
+            calls.append(variant)
+            seconds = next(compile_times[variant])
+            return suite.Step(None, variant, None, None, seconds, seconds / 4, seconds / 8, 0)
+        return build
+
+    steps = suite._compiled_in_turn({"a": builder("a"), "b": builder("b")}, 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]  # every other round in reverse
+    assert list(steps) == ["a", "b"]
+    assert [(s.compile_s, s.trace_s, s.lower_s) for s in steps.values()] == [
+        (3.0, 0.75, 0.375), (4.0, 1.0, 0.5)]
+
+
+def _rows(tree, optimizer, step_ms, compile_s, of_roofline, peak_ratio):
+    """A tree's four rows for ``optimizer``: optax's figures then mxopt's and packed's."""
+    return [suite.Row(tree, 1, optimizer, v, step, step / step_ms[0], comp, 1.0,
+                      of_roofline=roof, peak_ratio=peak)
+            for v, step, comp, roof, peak in zip(suite.VARIANTS, step_ms, compile_s,
+                                                 of_roofline, peak_ratio)]
+
+
+def test_the_targets_table_reads_each_target_off_the_rows():
+    rows = (_rows("resnet50", "adam", (40, 30, 25, 24), (2, 2, 0.1, 0.1),
+                  (0.6, 0.8, 0.96, 1), (1, 1, 1, 1))
+            + _rows("transformer", "adam", (80, 84, 52, 53), (8, 7, 0.1, 0.1),
+                    (0.7, 0.6, 1.02, 1), (1, 1.2, 1, 1))
+            + _rows("3000-leaves", "adam", (90, 90, 4, 3), (20, 19, 0.5, 0.2),
+                    (0, 0, 0.8, 1), (1, 1, 1, 1)))
+    lines = targets.table(rows).splitlines()
+    assert lines[2:] == [
+        "| pytree step ≤ 1.0x optax | adam 0.75x / 1.05x | no |",
+        "| pytree compile ≤ 1.0x optax at 3,000 leaves | adam 0.95x | yes |",
+        "| packed ≥ 90% of the roofline | adam 96% / 102% | yes |",
+        "| packed compile ≤ 0.05x optax's pytree compile at 3,000 leaves | adam 0.025x | yes |",
+        "| peak memory of a donated step ≤ 1.1x params + grads + state | adam 1.00 / 1.20 | no |"]

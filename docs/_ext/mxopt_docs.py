@@ -8,9 +8,9 @@
 * the ``mxopt-api`` directive: a summary table of the names it lists, then
   each one's autodoc entry, so a name is written once per API page.
 * ``_generated/``: for each benchmark run recorded in ``benchmarks/*.json``
-  (``python -m benchmarks --json``), its table (``<run>.md``) and a plot of
-  step time against the number of leaves (``<run>-leaves.png``), which
-  ``performance.md`` includes.
+  (``python -m benchmarks --json``), its table (``<run>.md``), its targets
+  (``<run>-targets.md``) and a plot of step time against the number of leaves
+  (``<run>-leaves.png``), which ``performance.md`` includes.
 
 The generated folders are git-ignored, and rewritten on every build, so they
 cannot go stale.
@@ -339,12 +339,13 @@ class ApiEntries(SphinxDirective):
 
 
 def write_benchmark_pages(runs: pathlib.Path, out: pathlib.Path) -> None:
-    """For each recorded run ``runs/<run>.json``, its table and leaves plot in ``out``."""
+    """For each recorded run ``runs/<run>.json``, its table, its targets table
+    (:mod:`benchmarks.targets`) and its leaves plot in ``out``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmarks import suite, trees
+    from benchmarks import suite, targets, trees
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
@@ -353,6 +354,7 @@ def write_benchmark_pages(runs: pathlib.Path, out: pathlib.Path) -> None:
         rows = [suite.Row(**row) for row in run["rows"]]
         (out / f"{recorded.stem}.md").write_text(
             f"`{run['command']}` on {run['machine']}.\n\n{suite.table(rows)}\n")
+        (out / f"{recorded.stem}-targets.md").write_text(targets.table(rows) + "\n")
         sweep = [r for r in rows if r.tree.startswith("sweep-")]
         figure, ax = plt.subplots(figsize=(6, 3.5))
         for variant, style in (("optax", "o-"), ("mxopt", "s-"), ("mxopt packed", "^-"),
