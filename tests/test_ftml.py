@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from steps import counting_step, random_problem
 from strategies import base_arguments, floats
-from trajectory import assert_close_to, trajectory
+from trajectory import assert_close_to, assert_master_follows_float32, trajectory
 
 import mxopt
 from mxopt.optimizers.ftml import ftml
@@ -101,19 +101,9 @@ def test_zero_lr_mult_freezes_a_leaf():
 
 
 def test_multi_precision_master_follows_float32_run():
-    kw = dict(learning_rate=0.05, wd=0.01, beta1=0.5)
-    w = jnp.linspace(-1, 1, 12).astype(jnp.float16)
-    mp, fp32 = ftml(multi_precision=True, **kw), ftml(**kw)
-    p16, p32 = {"w": w}, {"w": w.astype(jnp.float32)}
-    s16, s32 = mp.init(p16), fp32.init(p32)
-    for i in range(5):
-        g = {"w": jnp.cos(jnp.arange(12.0) + i).astype(jnp.float16)}
-        u16, s16 = mp.update(g, s16, p16)
-        p16 = optax.apply_updates(p16, u16)
-        u32, s32 = fp32.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s32, p32)
-        p32 = optax.apply_updates(p32, u32)
-        np.testing.assert_array_equal(s16.master["w"], p32["w"])
-        np.testing.assert_array_equal(p16["w"], p32["w"].astype(jnp.float16))
+    assert_master_follows_float32(
+        lambda **mp: ftml(learning_rate=0.05, wd=0.01, beta1=0.5, **mp),
+        jnp.linspace(-1, 1, 12).astype(jnp.float16))
 
 
 class StateTest(chex.TestCase):

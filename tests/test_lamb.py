@@ -8,12 +8,11 @@ import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from hypothesis import given, settings
 from steps import counting_step, random_problem
 from strategies import base_arguments, floats
-from trajectory import assert_close_to, trajectory
+from trajectory import assert_close_to, assert_master_follows_float32, trajectory
 
 import mxopt
 from mxopt.numerics import one_minus_float32_power
@@ -138,19 +137,9 @@ def test_trust_ratio_sets_step_norm_per_leaf():
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_multi_precision_runs_float32_lamb_on_master(dtype):
     """The whole update, norms and weight decay included, uses the float32 master copy."""
-    kw = dict(learning_rate=0.05, wd=0.01, lower_bound=0.1)
-    w = jnp.linspace(-1, 1, 12).reshape(3, 4).astype(dtype)
-    mp, fp32 = lamb(multi_precision=True, **kw), lamb(**kw)
-    p_low, p32 = {"w": w}, {"w": w.astype(jnp.float32)}
-    s_low, s32 = mp.init(p_low), fp32.init(p32)
-    for i in range(5):
-        g = {"w": jnp.cos(jnp.arange(12.0).reshape(3, 4) + i).astype(dtype)}
-        u_low, s_low = mp.update(g, s_low, p_low)
-        p_low = optax.apply_updates(p_low, u_low)
-        u32, s32 = fp32.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s32, p32)
-        p32 = optax.apply_updates(p32, u32)
-        np.testing.assert_array_equal(s_low.master["w"], p32["w"])
-        np.testing.assert_array_equal(p_low["w"], p32["w"].astype(dtype))
+    assert_master_follows_float32(
+        lambda **mp: lamb(learning_rate=0.05, wd=0.01, lower_bound=0.1, **mp),
+        jnp.linspace(-1, 1, 12).reshape(3, 4).astype(dtype))
 
 
 class StateTest(chex.TestCase):

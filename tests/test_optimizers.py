@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from mxnet_fixtures import with_scheduler
 from steps import counting_step
 from strategies import base_arguments, floats, schedulers
-from trajectory import assert_close_to, trajectory
+from trajectory import assert_close_to, assert_master_follows_float32, trajectory
 
 import mxopt
 
@@ -129,18 +129,9 @@ def test_multi_precision_weight_is_master_cast_down(name, kw, dtype):
 
 def test_multi_precision_master_follows_float32_run():
     """The master copy takes exactly the float32 trajectory of the same grads."""
-    kw = dict(learning_rate=0.05, momentum=0.9, wd=0.01)
-    w16 = jnp.linspace(-1, 1, 16).astype(jnp.float16)
-    mp, fp32 = mxopt.sgd(multi_precision=True, **kw), mxopt.sgd(**kw)
-    p16, p32 = {"w": w16}, {"w": w16.astype(jnp.float32)}
-    s16, s32 = mp.init(p16), fp32.init(p32)
-    for i in range(5):
-        g = {"w": jnp.cos(jnp.arange(16.0) + i).astype(jnp.float16)}
-        u16, s16 = mp.update(g, s16, p16)
-        p16 = optax.apply_updates(p16, u16)
-        u32, s32 = fp32.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s32, p32)
-        p32 = optax.apply_updates(p32, u32)
-        np.testing.assert_array_equal(s16.master["w"], p32["w"])
+    assert_master_follows_float32(
+        lambda **mp: mxopt.sgd(learning_rate=0.05, momentum=0.9, wd=0.01, **mp),
+        jnp.linspace(-1, 1, 16).astype(jnp.float16))
 
 
 def test_zero_gradient_without_decay_leaves_weights():

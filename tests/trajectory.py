@@ -81,3 +81,21 @@ def same_bits(a, b) -> bool:
     """Whether two trees hold the same leaves, bit for bit."""
     return all(np.array_equal(bits(x), bits(y)) for x, y in
                zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def assert_master_follows_float32(make, w: jax.Array, steps: int = 5):
+    """``make(multi_precision=True)`` over the low-precision leaf ``w``: at each step its
+    master copy is exactly the float32 run of ``make()`` on the same grads, and the weights
+    are that run rounded to ``w``'s dtype."""
+    mp, fp32 = make(multi_precision=True), make()
+    p_low, p32 = {"w": w}, {"w": w.astype(jnp.float32)}
+    s_low, s32 = mp.init(p_low), fp32.init(p32)
+    for i in range(steps):
+        g = {"w": jnp.cos(jnp.arange(w.size, dtype=jnp.float32).reshape(w.shape) + i)
+             .astype(w.dtype)}
+        u_low, s_low = mp.update(g, s_low, p_low)
+        p_low = optax.apply_updates(p_low, u_low)
+        u32, s32 = fp32.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s32, p32)
+        p32 = optax.apply_updates(p32, u32)
+        np.testing.assert_array_equal(s_low.master["w"], p32["w"])
+        np.testing.assert_array_equal(p_low["w"], p32["w"].astype(w.dtype))
