@@ -43,6 +43,9 @@ BASE_ARGS_DOC = """
       weights (:func:`mxopt.multi_precision`).
     * ``lr_mult``, ``wd_mult`` (None): per-leaf multipliers
       (:mod:`mxopt.multipliers`).
+    * ``mxnet_quirks`` (False): compute what MXNet 1.9.1 computes where its
+      code contradicts its documentation (docs/mxnet_differences.md), instead
+      of the documented formula.
 
     A hyperparameter given as a JAX array (``optax.inject_hyperparams``
     gives them so) is the transformation's own: its updates use that array,
@@ -72,6 +75,7 @@ class Base:
     multi_precision: bool = False
     lr_mult: MultiplierSpec = None
     wd_mult: MultiplierSpec = None
+    mxnet_quirks: bool = False
 
     def __post_init__(self):
         # ``learning_rate`` is checked here because it may only reach a
@@ -82,8 +86,9 @@ class Base:
             validation.non_negative("learning_rate", self.learning_rate)
         if self.lr_scheduler is not None and not callable(self.lr_scheduler):
             raise ValueError(f"lr_scheduler must be callable, got {self.lr_scheduler!r}")
-        if not isinstance(self.multi_precision, bool):
-            raise ValueError(f"multi_precision must be a bool, got {self.multi_precision!r}")
+        for flag in ("multi_precision", "mxnet_quirks"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         validation.count("begin_num_update", self.begin_num_update)
         multipliers.check(self.lr_mult, "lr_mult")
         multipliers.check(self.wd_mult, "wd_mult")
@@ -99,15 +104,22 @@ class Base:
         return transforms.add_decayed_weights(self.wd, self.wd_mult)
 
     def schedule(self) -> float | Schedule:
-        """The learning rate or schedule, with MXNet's precedence between them."""
+        """The learning rate or schedule, with MXNet's precedence between them; with
+        ``mxnet_quirks``, the schedule as MXNet's stateful scheduler runs from
+        ``begin_num_update`` (:meth:`mxopt.schedules.LRScheduler.as_mxnet_runs_it`)."""
         if self.lr_scheduler is None:
             return 0.01 if self.learning_rate is None else self.learning_rate
         if self.learning_rate is None:
-            return self.lr_scheduler
-        if _is_plain_callable(self.lr_scheduler):
+            scheduler, held = self.lr_scheduler, getattr(self.lr_scheduler, "base_lr", None)
+        elif _is_plain_callable(self.lr_scheduler):
             raise ValueError("learning_rate cannot override the base rate of a plain callable "
                              "lr_scheduler; give one or the other")
-        return self.lr_scheduler.overridden_by(self.learning_rate)
+        else:
+            scheduler, held = self.lr_scheduler.overridden_by(self.learning_rate), \
+                self.learning_rate
+        if self.mxnet_quirks and hasattr(scheduler, "as_mxnet_runs_it"):
+            return scheduler.as_mxnet_runs_it(self.begin_num_update, held)
+        return scheduler
 
     def warn_if_overriding(self) -> None:
         """MXNet's warning where ``learning_rate`` (given, or the optimizer's own default)

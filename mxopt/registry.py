@@ -75,6 +75,17 @@ class MXNet:
       scheduler_ignores_learning_rate: MXNet's class does not pass
         ``learning_rate`` on to a scheduler (FTRL): a saved one is dropped
         when a scheduler is saved beside it.
+      aggregate_num: how many indices MXNet's ``Updater`` updates in one
+        call (its ``aggregate_num``; 0: one at a time).
+      shared_state: state fields that MXNet keeps once, in the optimizer
+        object, for all indices (Nadam's momentum schedule, LARS's last
+        rate). With ``mxnet_quirks`` the object surface carries them from
+        each update call to the next; every index of one call starts from
+        the value the call started with.
+      one_index_drops: state fields that MXNet's one-index update does not
+        write back (LAMB's master copy, in its one-tensor kernel); with
+        ``mxnet_quirks`` an update of one index (not a list) keeps their
+        old values.
     """
 
     class_name: str
@@ -85,6 +96,9 @@ class MXNet:
     index_arguments: Callable[[Mapping[str, Any], str], dict[str, Any]] = _no_index_arguments
     renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
     scheduler_ignores_learning_rate: bool = False
+    aggregate_num: int = 0
+    shared_state: tuple[str, ...] = ()
+    one_index_drops: tuple[str, ...] = ()
 
     def layout(self, arguments: Mapping[str, Any]) -> Layout:
         """The nesting of MXNet's state for an optimizer of these arguments

@@ -108,6 +108,14 @@ class LRScheduler:
         return dataclasses.replace(self, base_lr=learning_rate,
                                    warmup_final_lr=self.warmup_final_lr)
 
+    def as_mxnet_runs_it(self, begin_num_update: int, held_rate: float) -> LRScheduler:
+        """This scheduler as MXNet 1.9.1's stateful one runs in an optimizer whose first
+        update is ``begin_num_update + 1`` (``mxnet_quirks``), ``held_rate`` being the
+        ``base_lr`` MXNet's object holds (an optimizer's ``learning_rate`` overwrites it).
+        The same scheduler unless its values depend on its call history."""
+        del begin_num_update, held_rate
+        return self
+
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class FactorScheduler(LRScheduler):
@@ -177,14 +185,19 @@ class _DecayToFinal(LRScheduler):
     ``remaining = 1 - (n - warmup_steps) / (max_update - warmup_steps)`` is
     computed from the integer ``max_update - n`` to keep full precision near
     the end. As in MXNet, the decay starts from the ``base_lr`` given at
-    construction: an optimizer's ``learning_rate`` does not change it. (MXNet
-    returns a stale rate when its first call comes after ``max_update``; this
-    returns ``final_lr``.)
+    construction: an optimizer's ``learning_rate`` does not change it.
+
+    MXNet's object sets its rate only on calls with ``n <= max_update``, so
+    when its first call comes after ``max_update`` it returns the ``base_lr``
+    it holds for good. This returns ``final_lr`` there, unless
+    ``stale_rate`` is given (:meth:`as_mxnet_runs_it`, for
+    ``mxnet_quirks``): then every ``n > max_update`` gives ``stale_rate``.
     """
 
     max_update: int
     _: dataclasses.KW_ONLY
     final_lr: float = 0.0
+    stale_rate: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -193,17 +206,28 @@ class _DecayToFinal(LRScheduler):
         if self.max_update <= self.warmup_steps:
             raise ValueError(f"max_update ({self.max_update}) must exceed warmup_steps "
                              f"({self.warmup_steps})")
+        if self.stale_rate is not None:
+            validation.non_negative("stale_rate", self.stale_rate)
 
     def _decayed(self, n):
         span = self.max_update - self.warmup_steps
         remaining = jnp.clip(self.max_update - n, 0, span).astype(jnp.float32) / span
-        return self.final_lr + (self.base_lr - self.final_lr) * self._shape(remaining)
+        rate = self.final_lr + (self.base_lr - self.final_lr) * self._shape(remaining)
+        if self.stale_rate is None:
+            return rate
+        return jnp.where(n > self.max_update, jnp.float32(self.stale_rate), rate)
 
     def _shape(self, remaining: jax.Array) -> jax.Array:
         raise NotImplementedError
 
     def overridden_by(self, learning_rate: float) -> LRScheduler:
         return self
+
+    def as_mxnet_runs_it(self, begin_num_update: int, held_rate: float) -> LRScheduler:
+        """With the first update past ``max_update``, the ``held_rate`` for good."""
+        if self.stale_rate is not None or begin_num_update < self.max_update:
+            return self
+        return dataclasses.replace(self, stale_rate=held_rate)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

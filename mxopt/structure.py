@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import sys
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Annotated, Any, NamedTuple
 
 import chex
@@ -72,6 +72,24 @@ def map_states(fn: Callable[[NamedTuple], NamedTuple], tree: Any) -> Any:
         return fn(type(node)(*(map_states(fn, child) for child in node)))
 
     return jax.tree.map(visit, tree, is_leaf=is_state_node)
+
+
+def fields_named(tree: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The fields called ``names`` of the state nodes in ``tree``, from the first node that
+    has each (names no node has are left out)."""
+    found: dict[str, Any] = {}
+    for node in state_nodes(tree):
+        found.update({name: getattr(node, name) for name in names
+                      if name in node._fields and name not in found})
+    return found
+
+
+def with_fields(tree: Any, values: Mapping[str, Any]) -> Any:
+    """``tree`` with the fields of its state nodes called as the keys of ``values`` replaced."""
+    if not values:
+        return tree
+    return map_states(lambda node: node._replace(
+        **{name: value for name, value in values.items() if name in node._fields}), tree)
 
 
 def _metadata(hint: Any) -> tuple:

@@ -223,9 +223,12 @@ class TraceState(NamedTuple):
     trace: LikeParams
 
 
+BufferTerm = Callable[[tuple, jax.Array, optax.Updates], optax.Updates]
+
+
 def trace(momentum: float, nesterov: bool = False, *,
-          momentum_scale: Callable[[tuple], jax.Array] | None = None,
-          ) -> optax.GradientTransformation:
+          momentum_scale: BufferTerm | None = None,
+          buffer_correction: BufferTerm | None = None) -> optax.GradientTransformation:
     """MXNet's momentum buffer, fed with learning-rate-scaled updates ``u``.
 
     ``m <- momentum * m + u``; the output is ``m``, or ``momentum * m + u``
@@ -236,25 +239,35 @@ def trace(momentum: float, nesterov: bool = False, *,
     Args:
       momentum: the decay of the buffer, in [0, 1).
       nesterov: Nesterov's look-ahead form (MXNet's NAG).
-      momentum_scale: in a :func:`mxopt.counted` chain, a function of the
-        earlier links' states (``earlier_states``) giving this update's factor
-        of the momentum, ``m <- momentum * factor * m + u``; the state keeps
-        ``momentum`` (LARS's momentum correction).
+      momentum_scale: in a :func:`mxopt.counted` chain, a function
+        ``(earlier_states, count, updates)`` of the earlier links' states, the
+        update count and the updates, giving each leaf's factor of the
+        momentum this update, ``m <- momentum * factor * m + u``; the state
+        keeps ``momentum`` (LARS's momentum correction).
+      buffer_correction: likewise a function of ``(earlier_states, count,
+        out)``, ``out`` this update's output, giving a term added to the new
+        buffer ``m`` (NAG's in-place kernel under ``mxnet_quirks``).
     """
     given = Given(TraceState, momentum=momentum)
 
     def init_fn(params):
         return TraceState(**given.fields(), trace=zeros_like(params))
 
-    def update_fn(updates, state, params=None, *, earlier_states=(), **extra_args):
+    def update_fn(updates, state, params=None, *, earlier_states=(), count=None, **extra_args):
         del params, extra_args
         held = given.injected(state).momentum
-        mu = held if momentum_scale is None else held * momentum_scale(earlier_states)
-        new_trace = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, state.trace)
+        if momentum_scale is None:
+            mus = jax.tree.map(lambda _: held, updates)
+        else:
+            mus = jax.tree.map(lambda f: held * f, momentum_scale(earlier_states, count, updates))
+        new_trace = jax.tree.map(lambda u, m, mu: cast(mu, u) * m + u, updates, state.trace, mus)
         if nesterov:
-            updates = jax.tree.map(lambda u, m: cast(mu, u) * m + u, updates, new_trace)
+            updates = jax.tree.map(lambda u, m, mu: cast(mu, u) * m + u, updates, new_trace, mus)
         else:  # a copy, so that the caller's ``w + updates`` is no lone add (see opaque_copy)
             updates = opaque_copy(new_trace)
+        if buffer_correction is not None:
+            new_trace = jax.tree.map(jnp.add, new_trace,
+                                     buffer_correction(earlier_states, count, updates))
         return updates, TraceState(held, new_trace)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -271,12 +284,14 @@ def without_buffer(momentum: float | jax.Array) -> bool:
 
 
 def momentum_buffer(momentum: float, nesterov: bool = False, *,
-                    momentum_scale: Callable[[tuple], jax.Array] | None = None,
+                    momentum_scale: BufferTerm | None = None,
+                    buffer_correction: BufferTerm | None = None,
                     ) -> optax.GradientTransformation:
     """:func:`trace`, or no buffer at all (the identity) where :func:`without_buffer`."""
     if without_buffer(momentum):
         return optax.identity()
-    return trace(momentum, nesterov=nesterov, momentum_scale=momentum_scale)
+    return trace(momentum, nesterov=nesterov, momentum_scale=momentum_scale,
+                 buffer_correction=buffer_correction)
 
 
 @brief_repr

@@ -125,6 +125,13 @@ PURE_FLOAT16_NOT_COMPARED: dict[str, str] = {
 }
 
 
+def one_index_calls_only(case: dict) -> bool:
+    """Whether ``mxnet_quirks`` reproduces this divergent case on the object surface's
+    one-index updates only: MXNet's LAMB drops its master copy in its one-tensor kernel,
+    not in the aggregated one that its Updater, its Trainer and a pytree update follow."""
+    return case["optimizer"] == "lamb" and _lamb(case) is not None
+
+
 def known_mxnet_divergence(case: dict) -> str | None:
     """Why mxopt's numbers are not MXNet's for this recorded case, if they are not."""
     by_optimizer = BY_OPTIMIZER.get(case["optimizer"], lambda case: None)

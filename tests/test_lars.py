@@ -172,7 +172,7 @@ def test_its_links_compose_as_a_chain_and_each_names_what_it_needs():
     scale = mxopt.scale_by_lars(rate, eta=0.01)
     chain = mxopt.counted(
         mxopt.record_leaf_norms(None), mxopt.rescale(0.5), mxopt.add_decayed_weights(0.01),
-        scale, mxopt.trace(0.9, momentum_scale=mxopt.optimizers.lars.lars_momentum_scale))
+        scale, mxopt.trace(0.9, momentum_scale=mxopt.optimizers.lars.lars_momentum_scale()))
     built = lars(learning_rate=0.5, eta=0.01, rescale_grad=0.5, wd=0.01, momentum=0.9)
     assert_close_to(trajectory(chain, params, [grads] * 3),
                     trajectory(built, params, [grads] * 3), rtol=0, atol=0)

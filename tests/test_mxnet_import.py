@@ -37,9 +37,10 @@ def _params(case: dict) -> dict:
 
 @pytest.mark.parametrize("case", RESUME, ids=lambda c: c["id"])
 def test_imported_optimizer_is_the_one_mxnet_pickled(case):
-    """Class, arguments, scheduler (MXNet's has mutated itself) and counts."""
+    """Class, arguments (``mxnet_quirks``, to continue MXNet's run), scheduler (MXNet's has
+    mutated itself) and counts."""
     imported = mxnet_import.import_optimizer(_file(case))
-    built = mxnet_optimizer(case)
+    built = mxnet_optimizer(case, mxnet_quirks=True)
     kwargs, names = case["kwargs"], case["names"]
     assert type(imported) is type(built)
     got, want = imported.get_config(), built.get_config()

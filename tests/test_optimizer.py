@@ -215,6 +215,23 @@ def test_per_index_updates_follow_mxnet(case):
                                  pure_float16=pure_float16(case), what=f"step {step}, {name}")
 
 
+@pytest.mark.parametrize("case", trajectories_of("divergent"), ids=lambda c: c["id"])
+@jax.disable_jit()
+def test_per_index_updates_with_mxnet_quirks_are_mxnets(case):
+    """With ``mxnet_quirks=True``, one index per call in index order, as the recorder called
+    MXNet, gives MXNet's numbers where its code contradicts its documentation."""
+    names = sorted(case["initial"])
+    opt = mxnet_optimizer(case, mxnet_quirks=True)
+    weights = [jnp.asarray(case["initial"][n], case["dtype"]) for n in names]
+    states = [opt.create_state_multi_precision(i, w) for i, w in enumerate(weights)]
+    for step, (grads, expected) in enumerate(zip(case["grads"], case["weights"])):
+        for i, name in enumerate(names):
+            weights[i], states[i] = opt.update_multi_precision(
+                i, weights[i], jnp.asarray(grads[name], case["dtype"]), states[i])
+            assert_matches_mxnet(weights[i], np.asarray(expected[name], case["dtype"]),
+                                 pure_float16=pure_float16(case), what=f"step {step}, {name}")
+
+
 def test_per_index_loop_compiles_once_per_shape_and_dtype():
     opt = mo.create("sgd", learning_rate=0.1, momentum=0.9, wd=1e-4, multi_precision=True,
                     param_idx2name={i: f"p{i}_weight" for i in range(10)})

@@ -232,7 +232,8 @@ def test_ccsgd_is_sgd_with_a_deprecation_warning():
 def test_trace_scales_each_updates_momentum_and_keeps_its_own():
     # In a counted chain, momentum_scale reads the states of the links before the trace.
     factor = {"value": 0.25}
-    tx = mxopt.counted(mxopt.trace(0.8, momentum_scale=lambda earlier: factor["value"]))
+    tx = mxopt.counted(mxopt.trace(0.8, momentum_scale=lambda earlier, count, like: jax.tree.map(
+        lambda _: factor["value"], like)))
     params = {"w": jnp.array([1.0, 2.0])}
     state = tx.init(params)
     _, state = tx.update({"w": jnp.array([1.0, 1.0])}, state)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from mxnet_divergences import known_mxnet_divergence
+from mxnet_divergences import known_mxnet_divergence, one_index_calls_only
 from mxnet_fixtures import (
     assert_matches_mxnet,
     load,
@@ -29,8 +29,8 @@ def _cases(kind: str):
     return [pytest.param(c, id=c["id"]) for c in trajectories_of(kind)]
 
 
-def _build(case: dict) -> optax.GradientTransformation:
-    kwargs = optimizer_kwargs(case)
+def _build(case: dict, **extra) -> optax.GradientTransformation:
+    kwargs = dict(optimizer_kwargs(case), **extra)
     if case["optimizer"] == "sgld":
         # SGLD was recorded with MXNet's noise replaced by zeros: compare the
         # deterministic part, through sgld's documented noise=False.
@@ -38,14 +38,15 @@ def _build(case: dict) -> optax.GradientTransformation:
     return mxopt.create(case["optimizer"], **kwargs)
 
 
-def _replay(case: dict, steps: int | None = None):
+def _replay(case: dict, steps: int | None = None, **extra):
     """Yields (step, params, recorded MXNet weights) along a case's trajectory.
 
     Cases where MXNet raised have no recorded weights; ``steps`` then gives
-    how many steps to take, with the weights yielded as ``None``.
+    how many steps to take, with the weights yielded as ``None``. ``extra``
+    are more optimizer arguments (``mxnet_quirks``).
     """
     dtype = jnp.dtype(case["dtype"])
-    tx = _build(case)
+    tx = _build(case, **extra)
     params = {k: jnp.asarray(v, dtype) for k, v in case["initial"].items()}
     state = tx.init(params)
 
@@ -70,6 +71,17 @@ def _replay(case: dict, steps: int | None = None):
 @pytest.mark.parametrize("case", _cases("same"))
 def test_trajectory_matches_mxnet(case):
     for step, params, expected in _replay(case):
+        for name, want in expected.items():
+            assert_matches_mxnet(params[name], want, pure_float16=pure_float16(case),
+                                 what=f"step {step}, {name}")
+
+
+@pytest.mark.parametrize("case", [c for c in _cases("divergent")
+                                  if not one_index_calls_only(c.values[0])])
+def test_mxnet_quirks_reproduce_mxnet(case):
+    """Where MXNet's code contradicts its documentation, ``mxnet_quirks=True`` gives its
+    numbers; over a pytree, MXNet's per-index calls are the leaves, in order."""
+    for step, params, expected in _replay(case, mxnet_quirks=True):
         for name, want in expected.items():
             assert_matches_mxnet(params[name], want, pure_float16=pure_float16(case),
                                  what=f"step {step}, {name}")

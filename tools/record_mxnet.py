@@ -206,6 +206,61 @@ def random_case(rng, name, index):
             "grad_scale": grad_scale, "seed": rng.randrange(2**31)}
 
 
+def _decaying(rng, base_lr):
+    """A FactorScheduler spec whose rate changes within the recorded steps."""
+    return {"type": "FactorScheduler", "kwargs": {
+        "base_lr": base_lr, "step": rng.randint(1, 3), "factor": rng.uniform(0.3, 0.9)}}
+
+
+def _past_max_update(rng, base_lr):
+    """A Poly or Cosine spec, and a begin_num_update at or past its max_update."""
+    max_update = rng.randint(1, 40)
+    spec = {"type": rng.choice(["PolyScheduler", "CosineScheduler"]), "kwargs": {
+        "base_lr": base_lr, "max_update": max_update,
+        "final_lr": base_lr * rng.uniform(0.0, 0.5)}}
+    return {"lr_scheduler": spec, "begin_num_update": max_update + rng.randint(0, 50)}
+
+
+# Draws that make each documented divergence of MXNet's code from its
+# documentation happen (docs/mxnet_differences.md), for the cases that
+# mxnet_quirks=True must reproduce: (kwargs, dtype or None) from an rng.
+QUIRKS = {
+    "nag": lambda rng: ({"momentum": rng.uniform(0.5, 0.95), "wd": rng.uniform(0.01, 0.1)}, None),
+    "signum": lambda rng: ({"momentum": 0.0, "wd": rng.uniform(0.01, 0.1)}, None),
+    "ftrl": lambda rng: ({"learning_rate": rng.uniform(0.01, 0.5),
+                          "lr_scheduler": _decaying(rng, rng.uniform(0.01, 0.5))}, None),
+    "nadam": lambda rng: ({"beta1": rng.uniform(0.5, 0.95),
+                           "learning_rate": rng.uniform(0.001, 0.05)}, None),
+    "lars": lambda rng: ({"momentum": rng.uniform(0.5, 0.95), "momentum_correction": True,
+                          "lr_scheduler": _decaying(rng, rng.uniform(0.01, 0.5))}, None),
+    "lbsgd": lambda rng: ({"momentum": rng.uniform(0.0, 0.95),
+                           "batch_scale": rng.choice([1, 1, 2, 3]),
+                           "lr_scheduler": _decaying(rng, rng.uniform(0.01, 0.5))}, None),
+    "lamb": lambda rng: ({"multi_precision": True}, "float16"),
+    "ftml": lambda rng: ({"lr_scheduler": {"type": "PolyScheduler", "kwargs": {
+        "base_lr": rng.uniform(0.001, 0.05), "max_update": rng.randint(2, 8), "final_lr": 0.0}}},
+        None),
+    **{name: lambda rng: (_past_max_update(rng, rng.uniform(0.001, 0.05)), None)
+       for name in ("sgd", "adam", "rmsprop", "adagrad")},
+}
+QUIRK_CASES = 3  # per optimizer of QUIRKS
+
+
+def quirk_cases(rng, name):
+    """Random cases with :data:`QUIRKS`' draws forced on them (ids ``<name>-quirks-NN``)."""
+    cases = []
+    for index in range(QUIRK_CASES):
+        case = random_case(rng, name, index)
+        forced, dtype = QUIRKS[name](rng)
+        if "lr_scheduler" in forced:
+            case["kwargs"].pop("begin_num_update", None)
+        case["kwargs"].update(forced)
+        if dtype is not None:
+            case["dtype"] = dtype
+        cases.append({**case, "id": f"{name}-quirks-{index:02d}"})
+    return cases
+
+
 def handpicked_cases(name):
     """MXNet's defaults, and combinations worth pinning down by name."""
     fixed = {"set_lr_mult": {}, "set_wd_mult": {}, "grad_scale": 1.0}
@@ -336,6 +391,8 @@ def main():
         rng = random.Random(f"{args.seed}-{name}")
         cases = handpicked_cases(name)
         cases += [random_case(rng, name, i) for i in range(args.per_optimizer)]
+        if name in QUIRKS:
+            cases += quirk_cases(random.Random(f"{args.seed}-{name}-quirks"), name)
         records = [run_case(c) for c in cases]
         (args.out / "trajectories" / f"{name}.json").write_text(
             json.dumps({"meta": meta, "cases": records}))

@@ -66,12 +66,14 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def import_scheduler(scheduler: MXNetObject) -> schedules.LRScheduler:
+def import_scheduler(scheduler: MXNetObject, num_update: int = 0) -> schedules.LRScheduler:
     """The pure mxopt scheduler equal to a pickled ``mx.lr_scheduler`` object.
 
     MXNet's schedulers mutate their ``base_lr`` as they decay; the rate
     given at construction survives as ``warmup_final_lr``, and the pure
-    scheduler computes any count's rate from it.
+    scheduler computes any count's rate from it. A Poly or Cosine scheduler
+    saved at ``num_update >= max_update`` returns the ``base_lr`` it holds
+    from then on (``final_lr``, or a stale rate; see ``stale_rate``).
     """
     if scheduler.name not in _SCHEDULERS:
         raise MXNetImportError(f"no mxopt scheduler for MXNet's {scheduler.name}; mxopt has "
@@ -82,6 +84,9 @@ def import_scheduler(scheduler: MXNetObject) -> schedules.LRScheduler:
     if missing:
         raise MXNetImportError(f"MXNet's {scheduler.name} was saved without {missing}")
     kwargs = {name: a[name] for name in _SCHEDULERS[scheduler.name]}
+    if ("max_update" in kwargs and num_update >= kwargs["max_update"]
+            and a.get("base_lr", kwargs["final_lr"]) != kwargs["final_lr"]):
+        kwargs["stale_rate"] = a["base_lr"]
     return schedules.BY_NAME[scheduler.name](
         base_lr=a["warmup_final_lr"], warmup_steps=a["warmup_steps"],
         warmup_begin_lr=a["warmup_begin_lr"], warmup_mode=a["warmup_mode"], **kwargs)
@@ -99,7 +104,8 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
       An :class:`mxopt.optimizer.Optimizer` of the same class with MXNet's
       hyperparameters, scheduler, ``idx2name``, multipliers, ``sym`` info and
       per-index update counts (Gluon's ``param_dict`` is not saved by MXNet:
-      set it again, as ``Trainer.load_states`` does).
+      set it again, as ``Trainer.load_states`` does), built with
+      ``mxnet_quirks=True``, so that it continues the run as MXNet would.
     """
     pickled = source if isinstance(source, MXNetObject) else _states(source).optimizer
     if pickled is None:
@@ -118,11 +124,12 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
         if a.get("lr_scheduler") is not None:
             if not isinstance(a["lr_scheduler"], MXNetObject):
                 raise MXNetImportError(f"the lr_scheduler is a {type(a['lr_scheduler']).__name__}")
-            a["lr_scheduler"] = import_scheduler(a["lr_scheduler"])
+            a["lr_scheduler"] = import_scheduler(a["lr_scheduler"], a["num_update"])
             if klass.mxnet_facts().scheduler_ignores_learning_rate:
                 a.pop("learning_rate", None)
         accepted = {*klass.defaults(), "param_idx2name"}
-        optimizer = klass(**{k: v for k, v in a.items() if k in accepted})
+        # MXNet computed the run it continues: with its quirks.
+        optimizer = klass(**{k: v for k, v in a.items() if k in accepted}, mxnet_quirks=True)
         optimizer.restore_progress(
             sym_info=a["sym_info"], lr_mult=a["lr_mult"], wd_mult=a["wd_mult"],
             num_update=a["num_update"], index_update_count=a["_index_update_count"])

@@ -44,7 +44,7 @@ import optax
 from mxopt import counting, hyperparams, optimizers, registry, schedules, validation
 from mxopt.mxnet import tables
 from mxopt.mxnet.tables import Index
-from mxopt.structure import check_trees, named_leaves
+from mxopt.structure import check_trees, fields_named, named_leaves, with_fields
 
 
 class SchedulerConflictError(ValueError, UserWarning):
@@ -142,6 +142,7 @@ class Optimizer:
         self.sym_info = tables.sym_info(sym)
         self.num_update = args["begin_num_update"]
         self._index_update_count: dict[Index, int] = {}
+        self._shared: dict[str, jax.Array] = {}  # see _update_one
         self.set_lr_mult({})
         self.set_wd_mult({})
 
@@ -291,15 +292,30 @@ class Optimizer:
 
     def _update_index(self, index, weight, grad, state, multi_precision: bool):
         if isinstance(index, (list, tuple)):
-            pairs = [self._update_index(i, w, g, s, multi_precision)
-                     for i, w, g, s in zip(index, weight, grad, state, strict=True)]
+            call_start, pairs = self._shared, []
+            for i, w, g, s in zip(index, weight, grad, state, strict=True):
+                self._shared = call_start  # MXNet's aggregated call reads them once
+                pairs.append(self._update_one(i, w, g, s, multi_precision, alone=False))
             return [w for w, _ in pairs], [s for _, s in pairs]
+        return self._update_one(index, weight, grad, state, multi_precision, alone=True)
+
+    def _update_one(self, index, weight, grad, state, multi_precision: bool, alone: bool):
+        """One index's update; with ``mxnet_quirks``, MXNet's object-wide state
+        (:attr:`mxopt.registry.MXNet.shared_state`) goes in and comes out, and a
+        one-index call (``alone``) keeps the fields its kernel drops."""
         step = self._step(multi_precision, **self._index_arguments(index))
-        new_weight, state = step(jnp.asarray(weight), jnp.asarray(grad), state, self._hyper(index))
+        given = with_fields(state, self._shared)
+        new_weight, new_state = step(jnp.asarray(weight), jnp.asarray(grad), given,
+                                     self._hyper(index))
+        if self.mxnet_quirks:
+            self._shared = fields_named(new_state, self._mxnet.shared_state)
+            if alone:
+                new_state = with_fields(
+                    new_state, fields_named(given, self._mxnet.one_index_drops))
         count = self._index_update_count.get(index, self.begin_num_update) + 1
         self._index_update_count[index] = count
         self.num_update = max(self.num_update, count)
-        return new_weight, state
+        return new_weight, new_state
 
     def update(self, *args, **kwargs):
         """MXNet's ``update(index, weight, grad, state) -> (weight, state)``, or optax's.
@@ -396,8 +412,10 @@ class Optimizer:
         """Everything MXNet pickles of an optimizer, as JSON-able data for :meth:`from_config`.
 
         That is the class's registered name, its arguments, ``idx2name``, the
-        multipliers, ``sym``'s attributes and the update counts (not
-        ``param_dict``, which MXNet does not save either).
+        multipliers, ``sym``'s attributes, the update counts and, with
+        ``mxnet_quirks``, the state MXNet keeps in the object
+        (:attr:`mxopt.registry.MXNet.shared_state`); not ``param_dict``, which
+        MXNet does not save either.
 
         Raises:
           ValueError: the class is not registered, or an argument cannot be
@@ -417,7 +435,8 @@ class Optimizer:
         return {"name": name, "arguments": arguments, "idx2name": _pairs(self.idx2name),
                 "lr_mult": _pairs(self.lr_mult), "wd_mult": _pairs(self.wd_mult),
                 "sym_info": list(self.sym_info), "num_update": self.num_update,
-                "index_update_count": _pairs(self._index_update_count)}
+                "index_update_count": _pairs(self._index_update_count),
+                "shared_state": {k: np.asarray(v).item() for k, v in self._shared.items()}}
 
     @staticmethod
     def from_config(config: Mapping[str, Any]) -> Optimizer:
@@ -440,7 +459,8 @@ class Optimizer:
             optimizer.restore_progress(
                 sym_info=config["sym_info"], lr_mult=dict(config["lr_mult"]),
                 wd_mult=dict(config["wd_mult"]), num_update=config["num_update"],
-                index_update_count=dict(config["index_update_count"]))
+                index_update_count=dict(config["index_update_count"]),
+                shared_state=config.get("shared_state", {}))
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not an optimizer's saved config ({type(error).__name__}: "
                              f"{error})") from None
@@ -448,7 +468,8 @@ class Optimizer:
 
     def restore_progress(self, *, sym_info: Sequence, lr_mult: Mapping[Index, float],
                          wd_mult: Mapping[Index, float], num_update: int,
-                         index_update_count: Mapping[Index, int]) -> None:
+                         index_update_count: Mapping[Index, int],
+                         shared_state: Mapping[str, float] | None = None) -> None:
         """Sets what MXNet saves of an optimizer besides its arguments, checking each first.
 
         Raises:
@@ -465,9 +486,26 @@ class Optimizer:
         num_update = validation.count("num_update", num_update)
         counts = {tables.index_key("index_update_count", i): validation.count(
             f"index_update_count[{i!r}]", n) for i, n in index_update_count.items()}
+        shared = self._checked_shared(shared_state or {})
         self.sym_info, self.lr_mult, self.wd_mult = tuple(sym_info), lr_mult, wd_mult
         self.num_update = num_update
         self._index_update_count.update(counts)
+        self._shared.update(shared)
+
+    def _checked_shared(self, values: Mapping[str, Any]) -> dict[str, jax.Array]:
+        """Saved object-wide state, as the arrays of the fields the probe state holds."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"shared_state must map field names to numbers, got "
+                             f"{reprlib.repr(values)}")
+        held = fields_named(self._probe, self._mxnet.shared_state)
+        checked = {}
+        for name, value in values.items():
+            if name not in held or isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"shared_state[{name!r}] = {reprlib.repr(value)}: this "
+                                 f"optimizer keeps {sorted(held)}, each a finite number")
+            checked[name] = jnp.asarray(value, held[name].dtype)
+        return checked
 
     # -- the registry ------------------------------------------------------
 

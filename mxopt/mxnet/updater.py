@@ -28,7 +28,10 @@ class Updater:
     ``updater(index, grad, weight)`` returns the new weight (MXNet writes it
     in place and returns None); lists of indices, grads and weights give a
     list. An index's state is created at its first update, with a master
-    copy when the optimizer has ``multi_precision=True``.
+    copy when the optimizer has ``multi_precision=True``. The optimizer is
+    called as MXNet's Updater calls it: for those MXNet aggregates
+    (:attr:`mxopt.registry.MXNet.aggregate_num`: SGD, LARS, LAMB) with lists
+    of indices of one dtype, else one index at a time.
     """
 
     def __init__(self, optimizer: Optimizer):
@@ -46,9 +49,41 @@ class Updater:
         return f"Updater({self.optimizer!r}, states for indices {sorted(self.states, key=str)})"
 
     def __call__(self, index, grad, weight):
-        if isinstance(index, (list, tuple)):
-            return [self(i, g, w) for i, g, w in zip(index, grad, weight, strict=True)]
-        weight = jnp.asarray(weight)
+        listed = isinstance(index, (list, tuple))
+        if not listed:
+            index, grad, weight = [index], [grad], [weight]
+        weights = [self._prepared(i, jnp.asarray(w))
+                   for i, w in zip(index, weight, strict=True)]
+        new_weights = [None] * len(weights)
+        size = self.optimizer.mxnet_facts().aggregate_num
+        for group in self._calls(weights, size):
+            if not size:
+                (k,) = group
+                new_weights[k], self.states[index[k]] = self.optimizer.update_multi_precision(
+                    index[k], weights[k], grad[k], self.states[index[k]])
+                continue
+            done, states = self.optimizer.update_multi_precision(
+                [index[k] for k in group], [weights[k] for k in group],
+                [grad[k] for k in group], [self.states[index[k]] for k in group])
+            for k, new_weight, state in zip(group, done, states):
+                new_weights[k], self.states[index[k]] = new_weight, state
+        return new_weights if listed else new_weights[0]
+
+    @staticmethod
+    def _calls(weights: list[jax.Array], size: int) -> list[list[int]]:
+        """The positions of ``weights`` in the optimizer calls MXNet's Updater makes: one
+        each, or for an optimizer whose ``aggregate_num`` is ``size``, lists of at most
+        that many, grouped by dtype."""
+        if not size:
+            return [[k] for k in range(len(weights))]
+        by_dtype: dict[Any, list[int]] = {}
+        for k, w in enumerate(weights):
+            by_dtype.setdefault(w.dtype, []).append(k)
+        return [positions[start:start + size] for positions in by_dtype.values()
+                for start in range(0, len(positions), size)]
+
+    def _prepared(self, index: Index, weight: jax.Array) -> jax.Array:
+        """``weight``, with a state for ``index`` made (or converted from MXNet's) if none."""
         if index not in self.states:
             if index in self._mxnet_states:
                 saved = self._mxnet_states.pop(index)
@@ -57,8 +92,6 @@ class Updater:
                 state = self.optimizer.create_state_multi_precision(index, weight)
             self.states[index] = state
             self._weights[index] = jax.ShapeDtypeStruct(weight.shape, weight.dtype)
-        weight, self.states[index] = self.optimizer.update_multi_precision(
-            index, weight, grad, self.states[index])
         return weight
 
     def get_states(self, dump_optimizer: bool = False) -> bytes:

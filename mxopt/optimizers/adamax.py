@@ -28,7 +28,8 @@ class ScaleByAdamaxState(NamedTuple):
 
 
 def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | None = None, *,
-                    begin_num_update: int = 0) -> optax.GradientTransformation:
+                    begin_num_update: int = 0,
+                    divide_by_zero_norm: bool = False) -> optax.GradientTransformation:
     """AdaMax's direction (Kingma & Ba, 2015, section 7), with bias correction.
 
     At update ``t`` (counted from ``begin_num_update``), per leaf::
@@ -41,13 +42,15 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | N
     ``1 - beta1`` and ``1 - beta1^t`` are taken from the double-precision
     ``beta1``, as MXNet computes them on the host. Without ``epsilon``, an element whose ``u`` is
     0 (every gradient so far 0, so ``m`` is 0 too unless ``beta2`` is 0)
-    gets 0 where the formula gives ``0/0`` (MXNet: NaN).
+    gets 0 where the formula gives ``0/0`` (MXNet: NaN; and NaN here with
+    ``divide_by_zero_norm``, for ``mxnet_quirks``).
 
     Args:
       beta1: decay rate of the mean, in [0, 1).
       beta2: decay rate of the infinity norm, in [0, 1).
       epsilon: added to ``u``, > 0, or None to add nothing.
       begin_num_update: the update count the run starts from.
+      divide_by_zero_norm: divide by ``u`` where it is 0 too, as MXNet does.
     """
     given = Given(ScaleByAdamaxState, beta1=beta1, beta2=beta2, epsilon=epsilon)
 
@@ -64,7 +67,9 @@ def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float | N
         def leaf(g, m, u):
             m = cast(s.beta1, g) * m + cast(one_minus_beta1, g) * g
             u = jnp.maximum(cast(s.beta2, g) * u, jnp.abs(g))
-            if s.epsilon is None:
+            if s.epsilon is None and divide_by_zero_norm:
+                ratio = m / u
+            elif s.epsilon is None:
                 ratio = jnp.where(u > 0, m / jnp.where(u > 0, u, 1), 0)
             else:
                 ratio = m / (u + cast(s.epsilon, u))
@@ -94,8 +99,8 @@ def adamax(learning_rate: float | None = 0.002, beta1: float = 0.9, beta2: float
 
     Weight decay is added before clipping, as in Adam. There is no epsilon:
     an element whose gradients have all been 0 has ``m = u = 0``; mxopt
-    leaves it unchanged where MXNet's ``0/0`` makes it NaN (see
-    docs/mxnet_differences.md). The default ``learning_rate=0.002``
+    leaves it unchanged where MXNet's ``0/0`` makes it NaN (as
+    ``mxnet_quirks=True`` does; see docs/mxnet_differences.md). The default ``learning_rate=0.002``
     overrides a scheduler's ``base_lr`` unless ``learning_rate=None`` is
     passed, as in MXNet.
 
@@ -106,5 +111,6 @@ def adamax(learning_rate: float | None = 0.002, beta1: float = 0.9, beta2: float
     """
     del learning_rate  # in ``base``
     return base.build(base.rescale(), base.weight_decay(), base.clip(),
-                      scale_by_adamax(beta1, beta2, begin_num_update=base.begin_num_update),
+                      scale_by_adamax(beta1, beta2, begin_num_update=base.begin_num_update,
+                                      divide_by_zero_norm=base.mxnet_quirks),
                       base.scale_by_learning_rate())

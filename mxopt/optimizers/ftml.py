@@ -29,7 +29,8 @@ class ScaleByFtmlState(NamedTuple):
 
 
 def scale_by_ftml(rate: transforms.LeafRates, beta1: float = 0.6, beta2: float = 0.999,
-                  epsilon: float = 1e-8) -> optax.GradientTransformation:
+                  epsilon: float = 1e-8, *,
+                  divide_by_zero_rate: bool = False) -> optax.GradientTransformation:
     """FTML's step: the update that moves ``w`` to ``-z / d_t``.
 
     At update ``t``, per leaf, with ``lr`` from ``rate``::
@@ -41,7 +42,8 @@ def scale_by_ftml(rate: transforms.LeafRates, beta1: float = 0.6, beta2: float =
 
     The learning rate sits inside ``d_t``, so this transform takes it
     itself; where it is 0 the output is 0 and ``d``, ``z`` stay as they
-    were, which is the limit ``lr -> 0``. ``beta^t`` is rounded to float32
+    were, which is the limit ``lr -> 0`` (``divide_by_zero_rate``,
+    for ``mxnet_quirks``: MXNet's division, and NaN). ``beta^t`` is rounded to float32
     as in MXNet's ``ftml_update`` kernel (see
     :func:`mxopt.numerics.one_minus_float32_power`).
 
@@ -71,9 +73,10 @@ def scale_by_ftml(rate: transforms.LeafRates, beta1: float = 0.6, beta2: float =
             # MXNet divides by lr = 0 and returns NaN. As lr -> 0, -z_t / d_t
             # tends to w, and keeping d and z gives the same next step. d_t is
             # also 0 where v is 0 and epsilon underflows (float16): no step.
-            d_t = (cast(corrections[0], g) / jnp.where(lr != 0, lr, 1)
+            divisor = lr if divide_by_zero_rate else jnp.where(lr != 0, lr, 1)
+            d_t = (cast(corrections[0], g) / divisor
                    * (jnp.sqrt(v / cast(corrections[1], g)) + cast(s.epsilon, g)))
-            moving = (lr != 0) & (d_t > 0)
+            moving = True if divide_by_zero_rate else (lr != 0) & (d_t > 0)
             z_t = beta1 * z + cast(1 - s.beta1, g) * g - (d_t - beta1 * d) * w
             return (jnp.where(moving, -z_t / d_t - w, 0), jnp.where(moving, d_t, d), v,
                     jnp.where(moving, z_t, z))
@@ -104,7 +107,7 @@ def ftml(beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8, *,
     ``d_t`` nonlinearly. Where it is 0 (a schedule decayed to
     ``final_lr=0``, an ``lr_mult`` of 0) the leaf takes no step, the limit
     of the formula as ``lr -> 0``; MXNet divides by zero there and its
-    weights become NaN.
+    weights become NaN, as they do with ``mxnet_quirks=True``.
 
     Args:
       beta1: decay of ``z`` and of ``d``, in [0, 1); around 0.5.
@@ -116,4 +119,5 @@ def ftml(beta1: float = 0.6, beta2: float = 0.999, epsilon: float = 1e-8, *,
       ICML, http://proceedings.mlr.press/v70/zheng17a/zheng17a.pdf.
     """
     return base.build(base.rescale(), base.weight_decay(), base.clip(),
-                      scale_by_ftml(base.rate(), beta1, beta2, epsilon))
+                      scale_by_ftml(base.rate(), beta1, beta2, epsilon,
+                                    divide_by_zero_rate=base.mxnet_quirks))

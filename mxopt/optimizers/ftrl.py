@@ -32,7 +32,8 @@ class FtrlStepState(NamedTuple):
 
 
 def ftrl_step(rate: LeafRates, lamda1: float = 0.01, beta: float = 1.0, wd: float = 0.0,
-              wd_mult: MultiplierSpec = None) -> optax.GradientTransformation:
+              wd_mult: MultiplierSpec = None, *,
+              divide_by_zero_rate: bool = False) -> optax.GradientTransformation:
     """The step to FTRL-Proximal's next weight, computed in closed form from ``z`` and ``n``.
 
     Per leaf, with ``lr`` the leaf's rate at this update, ``w`` the current
@@ -51,6 +52,8 @@ def ftrl_step(rate: LeafRates, lamda1: float = 0.01, beta: float = 1.0, wd: floa
     weights become NaN); here the update is skipped: ``w``, ``z`` and ``n``
     stay as they are. So it is where ``lr`` is positive but below float32's
     smallest normal (about 1.18e-38; MXNet raises for such a rate).
+    ``divide_by_zero_rate`` (``mxnet_quirks``) applies the formula there
+    too, with MXNet's NaN weights.
 
     Args:
       rate: the learning rate (schedule, ``lr_mult``, ``begin_num_update``).
@@ -86,7 +89,7 @@ def ftrl_step(rate: LeafRates, lamda1: float = 0.01, beta: float = 1.0, wd: floa
             # smallest normal: MXNet refuses one ("Out of range value for
             # lr"), and XLA on CPU flushes it to 0, in comparisons too, so
             # what the formula gives there would depend on the platform.
-            learns = lr.astype(jnp.float32) >= jnp.finfo(jnp.float32).tiny
+            learns = divide_by_zero_rate or lr.astype(jnp.float32) >= jnp.finfo(jnp.float32).tiny
             return (jnp.where(learns, new_w - w, 0), jnp.where(learns, new_z, z),
                     jnp.where(learns, new_n, n))
 
@@ -118,8 +121,9 @@ def ftrl(lamda1: float = 0.01, learning_rate: float | None = None, beta: float =
     ``learning_rate`` defaults to 0.1 without a scheduler. With
     ``lr_scheduler``, the scheduler's ``base_lr`` is used unless
     ``learning_rate`` is given, which then overrides ``base_lr`` as for every
-    other optimizer (MXNet 1.9.1's ``Ftrl`` ignores a ``learning_rate`` given
-    with a scheduler; see docs/mxnet_differences.md).
+    other optimizer. MXNet 1.9.1's ``Ftrl`` ignores a ``learning_rate`` given
+    with a scheduler, and so does ``mxnet_quirks=True`` (see
+    docs/mxnet_differences.md).
 
     Float16 weights without ``multi_precision`` are updated in float16, with
     float16 ``z`` and ``n`` (MXNet 1.9.1 fails there: it makes float32
@@ -137,5 +141,8 @@ def ftrl(lamda1: float = 0.01, learning_rate: float | None = None, beta: float =
     del learning_rate  # in ``base``
     if base.lr_scheduler is None and base.learning_rate is None:
         base = dataclasses.replace(base, learning_rate=0.1)
+    elif base.mxnet_quirks and base.lr_scheduler is not None:  # MXNet's Ftrl keeps it to itself
+        base = dataclasses.replace(base, learning_rate=None)
     return base.build(base.rescale(), base.clip(),
-                      ftrl_step(base.rate(), lamda1, beta, base.wd, base.wd_mult))
+                      ftrl_step(base.rate(), lamda1, beta, base.wd, base.wd_mult,
+                                divide_by_zero_rate=base.mxnet_quirks))

@@ -130,7 +130,9 @@ def scale_by_trust_ratio(lower_bound: float | None = None,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@register(mxnet=MXNet("LAMB", state=("mean", "var")))
+# MXNet's one-tensor mp_lamb_update_phase2 never writes the float32 master copy back.
+@register(mxnet=MXNet("LAMB", state=("mean", "var"), aggregate_num=45,
+                      one_index_drops=("master",)))
 @optimizer
 def lamb(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
          epsilon: float = 1e-6, lower_bound: float | None = None,

@@ -163,9 +163,18 @@ def scale_by_lars(rate: transforms.LeafRates, *, eta: float = 0.001, eps: float 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def lars_momentum_scale(earlier_states: tuple) -> jax.Array:
-    """The momentum's factor this update, from :func:`scale_by_lars`'s state before it."""
-    return counting.earlier_state(earlier_states, ScaleByLarsState, "lars").momentum_scale
+def lars_momentum_scale(first_leaf_only: bool = False) -> transforms.BufferTerm:
+    """The momentum's factor of each leaf this update, from :func:`scale_by_lars`'s state
+    before it; with ``first_leaf_only``, 1 but for the first leaf (``mxnet_quirks``:
+    MXNet's LARS moves its ``last_lr`` at each call, and its first index takes the change)."""
+    def factors(earlier_states, count, like):
+        del count
+        scale = counting.earlier_state(earlier_states, ScaleByLarsState, "lars").momentum_scale
+        leaves, treedef = jax.tree.flatten(like)
+        rest = jnp.ones((), jnp.float32) if first_leaf_only else scale
+        return jax.tree.unflatten(treedef, [scale, *[rest] * len(leaves)][:len(leaves)])
+
+    return factors
 
 
 # MXNet's LARS and LBSGD keep the previous rate, or the accumulated gradients, in the object.
@@ -180,7 +189,8 @@ def exemption_by_index(arguments, name: str) -> dict:
 
 # MXNet's LARS.set_wd_mult decays "_weight" parameters only.
 @register(mxnet=MXNet("LARS", state=STATE_IN_THE_OBJECT, decayed_suffixes=("_weight",),
-                      index_arguments=exemption_by_index))
+                      index_arguments=exemption_by_index, aggregate_num=4,
+                      shared_state=("last_lr",)))
 @optimizer
 def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, eps: float = 0,
          momentum_correction: bool = True, *, exempt: Exemption = None,
@@ -201,7 +211,10 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
     (Goyal et al., 2017; rates before lr_mult; plain ``momentum`` on the
     first update or after a rate of 0), so a scheduled change of rate does
     not rescale the steps already in the buffer; otherwise ``mu = momentum``.
-    With ``momentum=0`` there is no buffer and ``w = w - lr_layer * (...)``.
+    MXNet 1.9.1 corrects only the first parameter of each update call; with
+    ``mxnet_quirks=True`` only the first leaf is corrected here, and the
+    object surface's per-index updates share one ``last_lr`` as MXNet's
+    object does. With ``momentum=0`` there is no buffer and ``w = w - lr_layer * (...)``.
 
     Exempt leaves, which keep ``lr``: those whose name (the key path joined
     by ``/``, see :mod:`mxopt.structure`) ends with ``gamma``, ``beta`` or
@@ -233,4 +246,5 @@ def lars(momentum: float = 0.0, lazy_update: bool = True, eta: float = 0.001, ep
         record_leaf_norms(exempt, optimizer="lars"), base.rescale(), base.clip(),
         base.weight_decay(),
         scale_by_lars(base.rate(), eta=eta, eps=eps, momentum_correction=momentum_correction),
-        transforms.momentum_buffer(momentum, momentum_scale=lars_momentum_scale))
+        transforms.momentum_buffer(momentum,
+                                   momentum_scale=lars_momentum_scale(base.mxnet_quirks)))

@@ -84,11 +84,12 @@ def accumulate_gradients(batch_scale: int, call_offset: int,
 @brief_repr
 class ScaleByLbsgdState(NamedTuple):
     rate: transforms.LearningRateState
+    num_update: jax.Array  # i32 scalar: the update count of the last update made
 
 
 def scale_by_lbsgd(rate: transforms.LeafRates, *, warmup_strategy: str = "linear",
-                   warmup_updates: int = 0, batch_scale: int = 1,
-                   begin_count: int = 0) -> optax.GradientTransformation:
+                   warmup_updates: int = 0, batch_scale: int = 1, begin_count: int = 0,
+                   rate_before_count: bool = False) -> optax.GradientTransformation:
     """MXNet's LBSGD rate: each leaf's update times ``-lr * mult``.
 
     ``lr`` comes from ``rate`` (lr_mult included) and counts every call;
@@ -97,16 +98,27 @@ def scale_by_lbsgd(rate: transforms.LeafRates, *, warmup_strategy: str = "linear
     ``'lars'``, :func:`lars_multiplier` of each leaf's norms, read in a
     :func:`mxopt.counted` chain from :func:`record_leaf_norms` and
     :func:`transforms.add_decayed_weights` before it.
+
+    With ``rate_before_count`` (``mxnet_quirks``) the first leaf takes the
+    rate at MXNet's ``num_update`` before this update counted, the larger of
+    the state's ``num_update`` and ``count - 1``, as MXNet 1.9.1's first
+    parameter of each step does.
     """
     validation.one_of("warmup_strategy", warmup_strategy, WARMUP_STRATEGIES)
 
     def init_fn(params):
         refuse_packed(params, "lbsgd", "takes each leaf's norms")
-        return ScaleByLbsgdState(rate.init(params))
+        return ScaleByLbsgdState(rate.init(params),
+                                 jnp.asarray(rate.begin_num_update, jnp.int32))
 
     def update_fn(updates, state, params=None, *, count, earlier_states=(), **extra_args):
         del params, extra_args
         lrs = rate.at(state.rate, count, updates)
+        leaves, treedef = jax.tree.flatten(lrs)
+        if rate_before_count and leaves:
+            seen = jnp.maximum(state.num_update, count - 1)
+            leaves[0] = jax.tree.leaves(rate.at(state.rate, seen, updates))[0]
+            lrs = jax.tree.unflatten(treedef, leaves)
         if warmup_strategy == "lars":
             norms = counting.earlier_state(earlier_states, LeafNormsState, "lbsgd")
             wds = transforms.weight_decays(counting.earlier_state(
@@ -117,12 +129,12 @@ def scale_by_lbsgd(rate: transforms.LeafRates, *, warmup_strategy: str = "linear
             mult = warmup_multiplier(warmup_strategy, calls, warmup_updates, batch_scale)
             mults = jax.tree.map(lambda _: mult, lrs)
         steps = jax.tree.map(lambda g, lr, m: -(lr * m).astype(g.dtype) * g, updates, lrs, mults)
-        return steps, ScaleByLbsgdState(rate.given.injected(state.rate))
+        return steps, ScaleByLbsgdState(rate.given.injected(state.rate), count)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-@register(mxnet=MXNet("LBSGD", state=STATE_IN_THE_OBJECT))
+@register(mxnet=MXNet("LBSGD", state=STATE_IN_THE_OBJECT, shared_state=("num_update",)))
 @optimizer
 def lbsgd(momentum: float = 0.0, multi_precision: bool = False, warmup_strategy: str = "linear",
           warmup_epochs: int = 5, batch_scale: int = 1, updates_per_epoch: int = 32,
@@ -188,7 +200,7 @@ def lbsgd(momentum: float = 0.0, multi_precision: bool = False, warmup_strategy:
     links = (base.rescale(), base.clip(), base.weight_decay(),
              scale_by_lbsgd(base.rate(), warmup_strategy=warmup_strategy,
                             warmup_updates=warmup_updates, batch_scale=batch_scale,
-                            begin_count=begin_count),
+                            begin_count=begin_count, rate_before_count=base.mxnet_quirks),
              transforms.momentum_buffer(momentum))
     if warmup_strategy == "lars":  # its multiplier reads each leaf's norms
         links = (record_leaf_norms(stored=False, optimizer="lbsgd"), *links)

@@ -13,6 +13,7 @@ from mxopt.base import Base, optimizer
 from mxopt.counting import counted, next_count
 from mxopt.hyperparams import ExactDecayRate, Given, NonNegative, Positive
 from mxopt.numerics import cast, complement, one_minus_power, unzip
+from mxopt.packing import refuse_packed
 from mxopt.registry import MXNet, Unimportable, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr
@@ -45,7 +46,7 @@ def _momentum_complement(beta1: jax.Array, beta1_residual: jax.Array, decay: jax
 
 
 def nadam_step(updates: optax.Updates, s: NamedTuple, t: jax.Array, one_minus_mu: jax.Array,
-               mu_next: jax.Array, one_minus_mu_next: jax.Array):
+               mu_next: jax.Array, one_minus_mu_next: jax.Array, *, per_leaf: bool = False):
     """One Nadam step at update ``t``, given ``1 - mu_t``, ``mu_{t+1}`` and ``1 - mu_{t+1}``.
 
     ``s`` is a state with ``beta1``, ``beta2``, ``epsilon``, their
@@ -59,32 +60,48 @@ def nadam_step(updates: optax.Updates, s: NamedTuple, t: jax.Array, one_minus_mu
 
     ``1 - P`` is updated as ``(1 - P) + P * (1 - mu_t)``, a sum of
     non-negative terms, so it keeps float32's relative precision near 1.
+    With ``per_leaf`` (MXNet 1.9.1's one product for all parameters,
+    ``mxnet_quirks``) it gains the factor ``mu_t`` at each leaf in turn, and
+    each leaf steps with the product as it stands after its own factor.
 
     Returns:
       ``(out, m, v, 1 - P_t)``.
     """
-    schedule = s.schedule + (1 - s.schedule) * one_minus_mu  # 1 - P_t
-    schedule_next = schedule + (1 - schedule) * one_minus_mu_next  # 1 - P_t * mu_{t+1}
-    grad_scale = one_minus_mu / schedule
-    mean_scale = mu_next / schedule_next
+    def multiplied(schedule):  # 1 - P * mu_t
+        return schedule + (1 - schedule) * one_minus_mu
+
+    def scales(schedule):  # the factors of g and m, from 1 - P_t
+        schedule_next = schedule + (1 - schedule) * one_minus_mu_next  # 1 - P_t * mu_{t+1}
+        return one_minus_mu / schedule, mu_next / schedule_next
+
+    leaves, treedef = jax.tree.flatten(updates)
+    schedule = multiplied(s.schedule)  # 1 - P_t
+    per_leaf_scales = [scales(schedule)] * len(leaves)
+    if per_leaf:
+        for k in range(1, len(leaves)):
+            schedule = multiplied(schedule)
+            per_leaf_scales[k] = scales(schedule)
     var_correction = one_minus_power(s.beta2, s.beta2_residual, t)
     one_minus_beta1 = complement(s.beta1, s.beta1_residual)
     one_minus_beta2 = complement(s.beta2, s.beta2_residual)
 
-    def leaf(g, m, v):
+    def leaf(g, m, v, leaf_scales):
+        grad_scale, mean_scale = leaf_scales
         m = cast(s.beta1, g) * m + cast(one_minus_beta1, g) * g
         v = cast(s.beta2, g) * v + cast(one_minus_beta2, g) * g * g
         m_bar = cast(grad_scale, g) * g + cast(mean_scale, m) * m
         return m_bar / (jnp.sqrt(v / cast(var_correction, v)) + cast(s.epsilon, v)), m, v
 
-    out = jax.tree.map(leaf, updates, s.mean, s.var)
+    out = jax.tree.map(leaf, updates, s.mean, s.var,
+                       jax.tree.unflatten(treedef, per_leaf_scales))
     updates, mean, var = unzip(updates, out, 3)
     return updates, mean, var, schedule
 
 
 def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
                    schedule_decay: float = 0.004, *, begin_num_update: int = 0,
-                   gamma: float = 0.5, alpha: float = 0.96) -> optax.GradientTransformation:
+                   gamma: float = 0.5, alpha: float = 0.96,
+                   per_leaf_schedule: bool = False) -> optax.GradientTransformation:
     """Nadam's direction (Dozat, 2016), with its momentum schedule.
 
     At update ``t`` (counted from ``begin_num_update``), per leaf, with the
@@ -112,12 +129,16 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
       begin_num_update: the update count the run starts from.
       gamma, alpha: the shape of the warm-up (0.5 and 0.96 in MXNet and in
         the report; MXNet.jl's ``NadamScheduler`` calls them ``γ`` and ``α``).
+      per_leaf_schedule: multiply ``P`` at each leaf in turn, as MXNet 1.9.1
+        does at each parameter (:func:`nadam_step`'s ``per_leaf``).
     """
     given = Given(ScaleByNadamState, beta1=beta1, beta2=beta2, epsilon=epsilon,
                   schedule_decay=schedule_decay)
     gamma, alpha = validation.real("gamma", gamma), validation.positive("alpha", alpha)
 
     def init_fn(params):
+        if per_leaf_schedule:
+            refuse_packed(params, "nadam with mxnet_quirks", "multiplies its schedule per leaf")
         return ScaleByNadamState(**given.fields(), schedule=jnp.zeros((), jnp.float32),
                                  mean=zeros_like(params), var=zeros_like(params))
 
@@ -130,7 +151,7 @@ def scale_by_nadam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e
         mu_next, one_minus_mu_next = _momentum_complement(s.beta1, s.beta1_residual,
                                                           s.schedule_decay, t + 1, gamma, alpha)
         updates, mean, var, schedule = nadam_step(updates, s, t, one_minus_mu, mu_next,
-                                                  one_minus_mu_next)
+                                                  one_minus_mu_next, per_leaf=per_leaf_schedule)
         return updates, s._replace(schedule=schedule, mean=mean, var=var)
 
     return counted(optax.GradientTransformationExtraArgs(init_fn, update_fn),
@@ -217,7 +238,8 @@ def scale_by_nadam_with_momenta(beta1: float = 0.99, beta2: float = 0.999,
 
 @register(mxnet=MXNet("Nadam", state=Unimportable(
     "MXNet's momentum schedule is a product over every parameter's update (see "
-    "docs/mxnet_differences.md): its saved value has no mxopt equivalent")))
+    "docs/mxnet_differences.md): its saved value has no mxopt equivalent"),
+    shared_state=("schedule",)))
 @optimizer
 def nadam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
           epsilon: float = 1e-8, schedule_decay: float = 0.004, *,
@@ -239,7 +261,9 @@ def nadam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float 
     a fresh MXNet optimizer does. MXNet 1.9.1 keeps one product for the whole
     optimizer and multiplies it once per parameter per update, so its
     steps depend on how many parameters it updates and in which order
-    (see docs/mxnet_differences.md). Weight decay is added before clipping,
+    (see docs/mxnet_differences.md); ``mxnet_quirks=True`` does that, over
+    the leaves in order (and over the indices in call order on the object
+    surface). Weight decay is added before clipping,
     as in Adam. The default ``learning_rate=0.001`` overrides a scheduler's
     ``base_lr`` unless ``learning_rate=None`` is passed, as in MXNet.
 
@@ -258,5 +282,6 @@ def nadam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float 
     del learning_rate  # in ``base``
     return base.build(base.rescale(), base.weight_decay(), base.clip(),
                       scale_by_nadam(beta1, beta2, epsilon, schedule_decay,
-                                     begin_num_update=base.begin_num_update),
+                                     begin_num_update=base.begin_num_update,
+                                     per_leaf_schedule=base.mxnet_quirks),
                       base.scale_by_learning_rate())

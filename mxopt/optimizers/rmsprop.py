@@ -11,7 +11,7 @@ import optax
 from mxopt import transforms, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
-from mxopt.numerics import cast
+from mxopt.numerics import cast, rounded
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr
@@ -59,13 +59,14 @@ def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
         del params
         s = given.injected(state)
 
-        def average(old, new):
-            return cast(1 - s.gamma1, new) * new + cast(s.gamma1, old) * old
+        def average(old, new):  # each product rounded, as MXNet's kernel: n - m^2 cancels
+            return (rounded(cast(1 - s.gamma1, new) * new, s.epsilon)
+                    + rounded(cast(s.gamma1, old) * old, s.epsilon))
 
         mean_square = jax.tree.map(lambda g, n: average(n, g * g), updates, s.mean_square)
         if centered:
             mean = jax.tree.map(average, s.mean, updates)
-            spread = jax.tree.map(lambda n, m: n - m * m, mean_square, mean)
+            spread = jax.tree.map(lambda n, m: n - rounded(m * m, s.epsilon), mean_square, mean)
         else:
             mean, spread = None, mean_square
         updates = jax.tree.map(lambda g, v: g / jnp.sqrt(v + cast(s.epsilon, v)), updates, spread)

@@ -100,10 +100,11 @@ def signum(learning_rate: float | None = 0.01, momentum: float = 0.9, wd_lh: flo
     average is kept and ``m = g``. MXNet 1.9.1 switches to another kernel
     there, which applies ``wd`` as decoupled decay (``(1 - lr * wd) * w -
     lr * sign(grad)``) and fails when ``wd_lh`` is given; mxopt computes the
-    documented formula above for every momentum (see
-    docs/mxnet_differences.md). Rescaling and clipping (by a positive
-    factor and bound) never change a sign; they matter only through their
-    size relative to ``wd * w`` and the average.
+    documented formula above for every momentum, and MXNet's decoupled ``wd``
+    at ``momentum=0`` with ``mxnet_quirks=True`` (see docs/mxnet_differences.md).
+    Rescaling and clipping (by a positive factor and bound) never change a
+    sign; they matter only through their size relative to ``wd * w`` and the
+    average.
 
     Args:
       learning_rate: the step size, 0.01 by default.
@@ -117,6 +118,8 @@ def signum(learning_rate: float | None = 0.01, momentum: float = 0.9, wd_lh: flo
       arXiv:1711.05101.
     """
     del learning_rate  # in ``base``
-    return base.build(base.rescale(), base.clip(), base.weight_decay(),
-                      scale_by_signum(momentum), add_decoupled_weight_decay(wd_lh),
-                      base.scale_by_learning_rate())
+    direction = [base.weight_decay(), scale_by_signum(momentum)]
+    if base.mxnet_quirks and transforms.without_buffer(momentum):  # MXNet's signsgd_update
+        direction.reverse()
+    return base.build(base.rescale(), base.clip(), *direction,
+                      add_decoupled_weight_decay(wd_lh), base.scale_by_learning_rate())
