@@ -3,7 +3,8 @@
 Every optimizer is an ``optax.GradientTransformation``; build one by name
 with :func:`create` (MXNet's keyword arguments) or call it directly.
 MXNet's object surface (``Optimizer``, ``Updater``, ``get_updater``) is
-:mod:`mxopt.optimizer`, MXNet.jl's optimizer module is :mod:`mxopt.julia`;
+:mod:`mxopt.optimizer`, MXNet.jl's optimizer module is :mod:`mxopt.julia`,
+and Gluon's ``Trainer`` habits are :class:`mxopt.gluon.Trainer`;
 :mod:`mxopt.checkpoint` saves and restores states, :mod:`mxopt.precision`
 is mixed precision (master weights, MXNet AMP's loss scaling) and
 :mod:`mxopt.sharding` sharded and ZeRO-1 training, :mod:`mxopt.packing`
@@ -17,6 +18,7 @@ reprs do.
 from mxopt import (
     checkpoint,
     counting,
+    gluon,
     gluoncv,
     hyperparams,
     julia,
@@ -80,8 +82,8 @@ __all__ = [
     "adagrad", "adam", "adamax", "add_decayed_weights", "add_decoupled_weight_decay",
     "add_delay_compensation", "apply_if_finite", "bertadam", "ccsgd", "check_trees", "checkpoint",
     "clip", "clip_new_weights", "counted", "counting", "create", "dcasgd", "describe",
-    "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater", "gluoncv",
-    "graves_momentum", "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd",
+    "dynamic_loss_scale", "ftml", "ftrl", "ftrl_step", "get_hyperparams", "get_updater", "gluon",
+    "gluoncv", "graves_momentum", "groupadagrad", "hyperparams", "julia", "lamb", "lars", "lbsgd",
     "loss_scale", "momentum_buffer", "multi_precision", "mxnet", "mxnet_test", "nadam", "nag",
     "next_learning_rate", "optimizer", "pack", "packing", "partition_states", "place_state",
     "plot_schedule", "precision", "record_leaf_norms", "register", "registered_names", "rescale",

@@ -48,9 +48,10 @@ class LRScheduler:
     of updates it spans: ``nepochs * iters_per_epoch`` if positive, else ``niters``.
 
     Raises:
-      ValueError: an unknown ``mode``, a step schedule without steps, a
-        negative count or rate, or ``niters`` 1 for a mode that divides by
-        ``niters - 1`` (GluonCV fails there at its first call).
+      ValueError: an unknown ``mode``, a step schedule without steps, or a
+        negative count or rate; when called, ``niters`` 1 for a mode that
+        divides by ``niters - 1`` (GluonCV fails there at every call; such a
+        scheduler may only begin an :class:`LRSequential`).
     """
 
     mode: str
@@ -83,10 +84,8 @@ class LRScheduler:
             niters = self.nepochs * self.iters_per_epoch
             if self.step_epoch is not None:
                 steps = [s * self.iters_per_epoch for s in self.step_epoch]
-        if niters == 1 and self.mode in ("linear", "poly", "cosine"):
-            raise ValueError(f"a {self.mode!r} LRScheduler over 1 iteration divides by "
-                             "niters - 1 = 0: give it niters (or nepochs * iters_per_epoch) "
-                             "of 0 or at least 2")
+        object.__setattr__(self, "divides_by_zero",
+                           niters == 1 and self.mode in ("linear", "poly", "cosine"))
         object.__setattr__(self, "iterations", niters)  # what LRSequential counts
         object.__setattr__(self, "_steps", tuple(validation.count("a step", s)
                                                  for s in steps or ()))
@@ -101,10 +100,20 @@ class LRScheduler:
         return f"gluoncv.LRScheduler({', '.join(shown)})"
 
     def __call__(self, num_update: jax.Array | int) -> jax.Array:
+        if self.divides_by_zero:
+            raise ValueError(self.division_by_zero())
         return self.at(update_counts(num_update), self.offset)
 
+    def division_by_zero(self) -> str:
+        return (f"a {self.mode!r} LRScheduler over 1 iteration divides by niters - 1 = 0 "
+                "(GluonCV raises ZeroDivisionError wherever it is called): give it niters (or "
+                "nepochs * iters_per_epoch) of 0 or at least 2")
+
     def at(self, num_update: jax.Array, offset: int | jax.Array) -> jax.Array:
-        """The rate at ``num_update`` (int32) for a schedule that starts at ``offset``."""
+        """The rate at ``num_update`` (int32) for a schedule that starts at ``offset``; NaN
+        where GluonCV divides by zero (:attr:`divides_by_zero`)."""
+        if self.divides_by_zero:
+            return jnp.full(jnp.shape(num_update), jnp.nan, jnp.float32)
         last = self.iterations - 1
         t = jnp.minimum(jnp.maximum(num_update - offset, 0), last)
         base, target = jnp.float32(self.base_lr), jnp.float32(self._target)
@@ -138,9 +147,14 @@ class LRSequential:
     span it has not passed. ``base_lr`` is MXNet's default 0.01, which an
     optimizer's ``learning_rate`` replaces without changing any rate.
 
+    A first member over one iteration (a warmup of one epoch of one batch)
+    divides by zero in GluonCV at its one count, 0, where no update reads
+    the rate; the rate there is NaN.
+
     Raises:
       TypeError: a member that is not a :class:`LRScheduler`.
-      ValueError: no members.
+      ValueError: no members, or a later member over one iteration whose mode
+        divides by ``niters - 1 = 0`` (GluonCV raises when training reaches it).
     """
 
     schedulers: Sequence[LRScheduler]
@@ -154,6 +168,11 @@ class LRSequential:
             if not isinstance(scheduler, LRScheduler):
                 raise TypeError(f"LRSequential takes mxopt.gluoncv.LRScheduler members, got "
                                 f"{scheduler!r}")
+        for i, scheduler in enumerate(self.schedulers):
+            if scheduler.divides_by_zero and (i > 0 or len(self.schedulers) == 1):
+                raise ValueError(f"schedulers[{i}]: {scheduler.division_by_zero()}; in "
+                                 "LRSequential only the first may, whose one count is 0, "
+                                 "which no update uses")
         ends = [0]
         for scheduler in self.schedulers:
             ends.append(ends[-1] + scheduler.iterations)

@@ -64,7 +64,8 @@ class MXNet:
         MXNet keeps the opposite sign), or a function of the optimizer's
         arguments (a mapping) returning one; or :class:`Unimportable`.
       master_last: MXNet's ``create_state_multi_precision`` puts the float32
-        master copy after the state (SGD's family), not before.
+        master copy after the state (SGD's family, GluonNLP's BERTAdam), not
+        before.
       decayed_suffixes: the parameter names (from ``param_idx2name``) that
         keep weight decay by default; others get ``wd_mult`` 0.
       index_arguments: constructor arguments that differ between MXNet's

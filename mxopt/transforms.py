@@ -355,11 +355,13 @@ def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-
 
 def next_learning_rate(tx: optax.GradientTransformation, state: optax.OptState,
                        params: optax.Params | None = None) -> jax.Array | optax.Updates:
-    """The learning rate the next update of ``tx`` steps with (Gluon's ``trainer.learning_rate``).
+    """The learning rate the next update of ``tx`` steps with.
 
     That is ``schedule(update_count(state) + 1)`` for a scheduled rate, else
     the ``learning_rate`` the state holds (as :func:`mxopt.set_hyperparams`
     left it); with ``params``, each leaf's rate, times its ``lr_mult``.
+    (Gluon's ``trainer.learning_rate`` is the last update's rate:
+    :meth:`mxopt.gluon.Trainer.learning_rate`.)
 
     Args:
       tx: an mxopt optimizer (it tells its schedule).
@@ -373,6 +375,18 @@ def next_learning_rate(tx: optax.GradientTransformation, state: optax.OptState,
       ValueError: ``tx`` is no mxopt optimizer, or it has no learning rate
         (AdaDelta, MXNet's ``test``).
     """
+    return learning_rate_at(tx, state, update_count(state) + 1, params)
+
+
+def learning_rate_at(tx: optax.GradientTransformation, state: optax.OptState,
+                     count: int | jax.Array,
+                     params: optax.Params | None = None) -> jax.Array | optax.Updates:
+    """``tx``'s learning rate at update number ``count``: ``schedule(count)`` for a scheduled
+    rate, else the one ``state`` holds; with ``params``, per leaf, times its ``lr_mult``.
+
+    Raises:
+      ValueError: as :func:`next_learning_rate`.
+    """
     schedule = getattr(tx, "learning_rate", None)
     if schedule is None:
         raise ValueError(f"{tx!r} is no mxopt optimizer: build it with mxopt.create or an "
@@ -381,7 +395,7 @@ def next_learning_rate(tx: optax.GradientTransformation, state: optax.OptState,
     if not rates:
         raise ValueError("this optimizer's updates take no learning rate")
     if callable(schedule):
-        rate = jnp.asarray(schedule(update_count(state) + 1), jnp.float32)
+        rate = jnp.asarray(schedule(count), jnp.float32)
     else:
         (rate,) = jax.tree.leaves(rates[0].learning_rate)
     if params is None:

@@ -8,13 +8,14 @@ import numpy as np
 from mxnet_divergences import PURE_FLOAT16_NOT_COMPARED, known_mxnet_divergence
 
 import mxopt
+from mxopt import gluoncv
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
 @functools.cache
 def load(name: str) -> dict:
-    """``mxnet_<name>.json``: ``schedules`` or ``registry``."""
+    """``mxnet_<name>.json``: ``schedules``, ``registry``, ``gluoncv_schedules``, ``recipes``..."""
     return json.loads((FIXTURES / f"mxnet_{name}.json").read_text())
 
 
@@ -41,8 +42,12 @@ def trajectories_of(kind: str) -> list[dict]:
             and not (pure_float16(c) and c["optimizer"] in PURE_FLOAT16_NOT_COMPARED)]
 
 
-def make_scheduler(spec: dict) -> mxopt.LRScheduler:
-    """An mxopt scheduler from a recorded ``{"type": ..., "kwargs": ...}``."""
+def make_scheduler(spec: dict) -> mxopt.LRScheduler | gluoncv.LRSequential:
+    """An mxopt scheduler from a recorded ``{"type": ..., "kwargs": ...}``: one of MXNet's,
+    or GluonCV's ``LRSequential`` of ``{"schedulers": [LRScheduler keyword arguments]}``."""
+    if spec["type"] == "LRSequential":
+        return gluoncv.LRSequential([gluoncv.LRScheduler(**kwargs)
+                                     for kwargs in spec["kwargs"]["schedulers"]])
     return getattr(mxopt.schedules, spec["type"])(**spec["kwargs"])
 
 
@@ -50,7 +55,8 @@ def mxnet_optimizer(case: dict, **extra) -> mxopt.Optimizer:
     """A recorded case's optimizer object, built as the recorder built MXNet's.
 
     That is ``create(name, param_idx2name=..., **kwargs)`` over the case's
-    parameter names, then ``set_lr_mult`` and ``set_wd_mult``. SGLD's noise is
+    parameter names (none where it was recorded without them, ``"named": false``),
+    then ``set_lr_mult`` and ``set_wd_mult`` where it has them. SGLD's noise is
     left out, as the recorders replaced MXNet's with zeros. ``extra`` are more
     arguments (``mxnet_quirks``).
     """
@@ -60,10 +66,10 @@ def mxnet_optimizer(case: dict, **extra) -> mxopt.Optimizer:
     if case["optimizer"] == "sgld":
         kwargs["noise"] = False
     names = case.get("names") or sorted(case["initial"])
-    optimizer = mxopt.optimizer.create(case["optimizer"],
-                                       param_idx2name=dict(enumerate(names)), **kwargs)
-    optimizer.set_lr_mult(case["set_lr_mult"])
-    optimizer.set_wd_mult(case["set_wd_mult"])
+    optimizer = mxopt.optimizer.create(case["optimizer"], param_idx2name=(
+        dict(enumerate(names)) if case.get("named", True) else None), **kwargs)
+    optimizer.set_lr_mult(case.get("set_lr_mult", {}))
+    optimizer.set_wd_mult(case.get("set_wd_mult", {}))
     return optimizer
 
 

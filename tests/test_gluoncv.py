@@ -45,12 +45,28 @@ def test_every_recorded_value_jitted_vectorized_and_one_by_one(case):
                   case["id"])
 
 
-def test_where_gluoncv_divides_by_zero_mxopt_refuses_when_built():
+def test_where_gluoncv_divides_by_zero_mxopt_refuses_when_called():
     failing = [case for case in CASES.values() if "error" in case]
     assert failing and all("ZeroDivisionError" in case["error"] for case in failing)
     for case in failing:
         with pytest.raises(ValueError, match="divides by niters - 1 = 0"):
-            build(case)
+            build(case)(case["counts"][-1])
+        with pytest.raises(ValueError, match="divides by niters - 1 = 0"):
+            params = {"w": jnp.ones(1)}
+            mxopt.sgd(lr_scheduler=build(case)).update(params, mxopt.sgd().init(params), params)
+
+
+def test_only_a_first_member_over_one_iteration_is_taken():
+    """GluonCV reaches a sequence's first member of one iteration only at count 0."""
+    warmup = gluoncv.LRScheduler("linear", base_lr=0.0, target_lr=0.1, niters=1)
+    decay = gluoncv.LRScheduler("cosine", base_lr=0.1, niters=4)
+    sequence = gluoncv.LRSequential([warmup, decay])
+    rates = sequence(jnp.arange(6))
+    assert np.isnan(rates[0]) and np.all(np.isfinite(rates[1:]))
+    np.testing.assert_allclose(rates[1:5], decay(jnp.arange(4)), rtol=1e-7)
+    for members in ([decay, warmup], [warmup]):
+        with pytest.raises(ValueError, match=r"schedulers\[\d\]: .*divides by niters - 1"):
+            gluoncv.LRSequential(members)
 
 
 @pytest.mark.parametrize("kwargs,message", [

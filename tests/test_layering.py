@@ -14,10 +14,10 @@ import sys
 import pytest
 
 PACKAGE = pathlib.Path(__file__).parent.parent / "mxopt"
-# MXNet's object surface and files, MXNet.jl's surface, GluonCV's schedulers, and the demo
-# built on everything.
-COMPATIBILITY = ("mxopt.mxnet", "mxopt.julia", "mxopt.optimizer", "mxopt.gluoncv", "mxopt.demo",
-                 "mxopt.__main__")
+# MXNet's object surface and files, MXNet.jl's surface, GluonCV's schedulers, Gluon's
+# Trainer, and the demo built on everything.
+COMPATIBILITY = ("mxopt.mxnet", "mxopt.julia", "mxopt.optimizer", "mxopt.gluoncv", "mxopt.gluon",
+                 "mxopt.demo", "mxopt.__main__")
 
 
 def _module_name(path: pathlib.Path) -> str:

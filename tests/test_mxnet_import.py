@@ -8,6 +8,7 @@ test_mxnet_runs.py.
 import json
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from mxnet_fixtures import FIXTURES, mxnet_optimizer
 
@@ -52,6 +53,10 @@ def test_imported_optimizer_is_the_one_mxnet_pickled(case):
     if case["optimizer"] == "ftrl" and "learning_rate" not in kwargs and "lr_scheduler" in kwargs:
         # MXNet's Ftrl holds learning_rate=0.1 beside its scheduler without using it.
         got["arguments"]["learning_rate"] = want["arguments"]["learning_rate"]
+    if case["optimizer"] == "bertadam":
+        # GluonNLP's BERTAdam keeps rescale_grad as a float32 array once it has updated.
+        arguments = want["arguments"]
+        arguments["rescale_grad"] = float(np.float32(arguments["rescale_grad"]))
     assert got == want
     steps = 0 if case["optimizer"] == "test" else 3  # MXNet's Test never counts its updates
     assert imported._index_update_count == {i: begin + steps for i in range(steps and len(names))}

@@ -68,7 +68,7 @@ def _saved_weights(case: dict) -> dict[str, np.ndarray]:
 
 
 # The resumed runs step eagerly: the kernels of each operation and shape are
-# compiled once for all 88 cases, where jit would compile every case's step
+# compiled once for all 94 cases, where jit would compile every case's step
 # anew. Jitted and eager steps agree (test_properties); the ported loops below
 # step jitted.
 @pytest.mark.parametrize("kind", FILE_KINDS)

@@ -19,9 +19,12 @@ raises instead, the case records ``"error"``.
 """
 
 import contextlib
+import functools
 import io
 import json
 import random
+import sys
+import types
 
 import mxnet as mx
 import recording
@@ -29,8 +32,14 @@ import recording
 MODES = ["constant", "step", "linear", "poly", "cosine"]
 
 
+@functools.cache
 def gluoncv_module():
-    return recording.module_file("gluoncv", "utils/lr_scheduler.py", "gluoncv_lr_scheduler")
+    """``gluoncv.utils.lr_scheduler``, loaded once, with stand-ins for the packages above it, whose
+    ``__init__`` would import GluonCV's data stack (a pickle of a scheduler imports them)."""
+    module = recording.module_file("gluoncv", "utils/lr_scheduler.py")
+    for package in ("gluoncv", "gluoncv.utils"):
+        sys.modules.setdefault(package, types.ModuleType(package))
+    return module
 
 
 def random_scheduler(rng, mode=None, *, base_lr=None, target_lr=None):

@@ -334,8 +334,9 @@ def run_case(case):
 
 
 def register_bertadam():
-    """Registers GluonNLP 0.10.0's ``bertadam`` with MXNet, as importing GluonNLP does."""
-    recording.module_file("gluonnlp", "optimizer/bert_adam.py", "gluonnlp_bert_adam")
+    """Registers GluonNLP 0.10.0's ``bertadam`` with MXNet, as importing GluonNLP does; a
+    pickled optimizer names its class as GluonNLP's (``gluonnlp.optimizer.bert_adam``)."""
+    recording.module_file("gluonnlp", "optimizer/bert_adam.py")
 
 
 def registry_defaults():

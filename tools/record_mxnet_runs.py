@@ -9,17 +9,18 @@ It writes ``tests/fixtures/mxnet_runs/``: ``runs.json`` and the files the
 runs saved. Every number comes from MXNet; tests/test_mxnet_runs.py replays
 them through mxopt without MXNet.
 
-* ``resume``: for each optimizer whose states mxopt imports, MXNet's own
-  defaults, a float16 case with master weights, and random cases drawn as
-  tools/record_mxnet.py draws them (hyperparameters, schedulers,
-  multipliers, begin_num_update). An ``mx.optimizer.Updater`` takes
-  ``SAVED_AT`` steps; the weights are saved with ``nd.save`` and the states
-  with ``Updater.get_states``, with and without the optimizer. Then a new
-  process would restart: a fresh Updater loads each file with
-  ``set_states`` (with a freshly built optimizer, which the file's own
-  replaces where it has one), the weights with ``nd.load``, and takes
-  ``RESUMED`` more steps with the recorded gradients. Cases where MXNet
-  raises are left out.
+* ``resume``: for each optimizer whose states mxopt imports (GluonNLP
+  0.10.0's ``bertadam`` among them, registered as tools/record_mxnet.py
+  registers it), MXNet's own defaults, a float16 case with master weights,
+  and random cases drawn as tools/record_mxnet.py draws them
+  (hyperparameters, schedulers, multipliers, begin_num_update). An
+  ``mx.optimizer.Updater`` takes ``SAVED_AT`` steps; the weights are saved
+  with ``nd.save`` and the states with ``Updater.get_states``, with and
+  without the optimizer. Then a new process would restart: a fresh Updater
+  loads each file with ``set_states`` (with a freshly built optimizer, which
+  the file's own replaces where it has one), the weights with ``nd.load``,
+  and takes ``RESUMED`` more steps with the recorded gradients. Cases where
+  MXNet raises are left out.
 * ``gluon``: a two-layer network trained by ``gluon.Trainer`` (with a
   Parameter's ``lr_mult`` and another's ``wd_mult`` set), for SGD with
   momentum and a FactorScheduler, and for Adam. The initial parameters are
@@ -39,6 +40,7 @@ import json
 import random
 import shutil
 import tempfile
+from importlib import metadata
 
 import mxnet as mx
 import numpy as np
@@ -51,14 +53,15 @@ from record_mxnet import (
     handpicked_cases,
     make_scheduler,
     random_case,
+    register_bertadam,
 )
 
 SEED = 20261201
 SAVED_AT, RESUMED = 3, 4
 RANDOM_CASES = 3
 # The optimizers whose states mxopt.mxnet.importer reads.
-IMPORTED = ["adadelta", "adagrad", "adam", "adamax", "ccsgd", "dcasgd", "ftml", "ftrl",
-            "groupadagrad", "lamb", "nag", "rmsprop", "sgd", "signum", "test"]
+IMPORTED = ["adadelta", "adagrad", "adam", "adamax", "bertadam", "ccsgd", "dcasgd", "ftml",
+            "ftrl", "groupadagrad", "lamb", "nag", "rmsprop", "sgd", "signum", "test"]
 BATCH, STEPS, FEATURES, HIDDEN, CLASSES = 16, 8, 4, 8, 3
 
 
@@ -290,6 +293,7 @@ def record_module(out, rng):
 def main():
     args = recording.arguments(__doc__, recording.FIXTURES / "mxnet_runs")
     mx.optimizer.optimizer.normal = _ZeroNoise()
+    register_bertadam()
     mx.random.seed(SEED)
     np.random.seed(SEED)
     shutil.rmtree(args.out, ignore_errors=True)
@@ -301,7 +305,7 @@ def main():
         except mx.base.MXNetError as error:
             print(f"{case['id']}: MXNet raises ({str(error).splitlines()[0][:80]}); left out")
     rng = np.random.default_rng(SEED)
-    meta = recording.meta(__file__, SEED)
+    meta = {**recording.meta(__file__, SEED), "gluonnlp_version": metadata.version("gluonnlp")}
     runs = {"meta": meta, "resume": resumes, "gluon": record_gluon(args.out, rng),
             "module": record_module(args.out, rng)}
     (args.out / "runs.json").write_text(json.dumps(runs) + "\n")

@@ -4,6 +4,7 @@ import argparse
 import importlib.util
 import logging
 import pathlib
+import sys
 import warnings
 
 import mxnet as mx
@@ -32,13 +33,17 @@ def meta(script: str, seed: int) -> dict:
             "recorded_by": f"tools/{pathlib.Path(script).name}", "seed": seed}
 
 
-def module_file(package: str, relative: str, name: str):
-    """The module at ``relative`` inside the installed ``package``, loaded by its file path as
-    ``name``, so that the package's ``__init__`` (GluonCV's and GluonNLP's import their whole
-    data stacks) does not run."""
+def module_file(package: str, relative: str):
+    """The module at ``relative`` inside the installed ``package``, loaded by its file path,
+    so that the package's ``__init__`` (GluonCV's and GluonNLP's import their whole data
+    stacks) does not run. It is loaded under its own name (``gluonnlp.optimizer.bert_adam``)
+    and put in ``sys.modules``: what pickles its classes names them as the package does, and
+    a later import of it finds it loaded."""
+    name = ".".join([package, *pathlib.PurePosixPath(relative).with_suffix("").parts])
     spec = importlib.util.find_spec(package)
     path = pathlib.Path(spec.submodule_search_locations[0]) / relative
     loader = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
+    sys.modules[name] = module
     return module

@@ -36,7 +36,8 @@ DOCS = pathlib.Path(__file__).parent.parent
 ROOT = DOCS.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 # The tutorials in reading order; other notebooks follow, sorted.
-TUTORIALS = ["quickstart", "flax_and_equinox", "porting_mxnet", "schedules", "data_parallel"]
+TUTORIALS = ["quickstart", "flax_and_equinox", "porting_mxnet", "porting_recipes", "schedules",
+             "data_parallel"]
 
 
 def _write(path: pathlib.Path, text: str) -> None:

@@ -27,9 +27,9 @@ or of ``(states, optimizer)``. An NDArray pickles as its class called with
 ``(None,)`` and the state ``{'handle': <one array as above>}``; the optimizer and
 its ``lr_scheduler`` pickle through their ``__dict__``. They are read by
 :mod:`mxopt.mxnet.unpickler`, which resolves only the globals in
-:data:`ALLOWED_GLOBALS` and the classes of ``mxnet.optimizer*`` and
-``mxnet.lr_scheduler``, each to a local stand-in that holds data: nothing the
-pickle names is imported or run.
+:data:`ALLOWED_GLOBALS` and the classes of MXNet's, GluonNLP's and GluonCV's
+optimizer and scheduler modules, each to a local stand-in that holds data:
+nothing the pickle names is imported or run.
 
 **Untrusted files.** Every reader here decodes within the file's
 :class:`mxopt.reading.ReadLimits` (by default, at most 16 times the file's size

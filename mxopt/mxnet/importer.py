@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mxopt import counting, registry, schedules
+from mxopt import counting, gluoncv, registry, schedules
 from mxopt.mxnet.files import MXNetObject, MXNetStates, load_states
 from mxopt.mxnet.objects import Optimizer, class_for
 from mxopt.mxnet.tables import Index
@@ -62,12 +62,18 @@ def _states(source: Source) -> MXNetStates:
 
 
 def _plain(value: Any) -> Any:
-    """NumPy scalars (MXNet pickles whatever the user passed) as Python numbers, exactly."""
+    """NumPy scalars (MXNet pickles whatever the user passed) as Python numbers, exactly; so
+    too a one-element float array, as GluonNLP's BERTAdam keeps ``rescale_grad`` for its
+    kernel once it has updated."""
+    if isinstance(value, np.ndarray) and value.shape == (1,) and value.dtype.kind == "f":
+        return value.item()
     return value.item() if isinstance(value, np.generic) else value
 
 
-def import_scheduler(scheduler: MXNetObject, num_update: int = 0) -> schedules.LRScheduler:
-    """The pure mxopt scheduler equal to a pickled ``mx.lr_scheduler`` object.
+def import_scheduler(scheduler: MXNetObject, num_update: int = 0
+                     ) -> schedules.LRScheduler | gluoncv.LRScheduler | gluoncv.LRSequential:
+    """The pure mxopt scheduler equal to a pickled ``mx.lr_scheduler`` object, or to a
+    GluonCV ``LRScheduler`` or ``LRSequential`` (:func:`import_gluoncv_scheduler`).
 
     MXNet's schedulers mutate their ``base_lr`` as they decay; the rate
     given at construction survives as ``warmup_final_lr``, and the pure
@@ -75,9 +81,12 @@ def import_scheduler(scheduler: MXNetObject, num_update: int = 0) -> schedules.L
     saved at ``num_update >= max_update`` returns the ``base_lr`` it holds
     from then on (``final_lr``, or a stale rate; see ``stale_rate``).
     """
+    if scheduler.module == "gluoncv.utils.lr_scheduler":
+        return import_gluoncv_scheduler(scheduler)
     if scheduler.name not in _SCHEDULERS:
         raise MXNetImportError(f"no mxopt scheduler for MXNet's {scheduler.name}; mxopt has "
-                               f"{', '.join(_SCHEDULERS)}")
+                               f"{', '.join(_SCHEDULERS)} and GluonCV's LRScheduler and "
+                               "LRSequential")
     a = {("pwr" if k == "power" else k): _plain(v) for k, v in scheduler.attributes.items()}
     missing = sorted({*_SCHEDULERS[scheduler.name], "warmup_final_lr", "warmup_steps",
                       "warmup_begin_lr", "warmup_mode"} - set(a))
@@ -90,6 +99,36 @@ def import_scheduler(scheduler: MXNetObject, num_update: int = 0) -> schedules.L
     return schedules.BY_NAME[scheduler.name](
         base_lr=a["warmup_final_lr"], warmup_steps=a["warmup_steps"],
         warmup_begin_lr=a["warmup_begin_lr"], warmup_mode=a["warmup_mode"], **kwargs)
+
+
+def import_gluoncv_scheduler(scheduler: MXNetObject
+                             ) -> gluoncv.LRScheduler | gluoncv.LRSequential:
+    """The pure scheduler equal to a pickled GluonCV ``LRScheduler`` or ``LRSequential``.
+
+    GluonCV's schedulers compute each rate from the count and the arguments
+    they keep (``niters`` and ``step`` in iterations, as ``nepochs`` and
+    ``step_epoch`` made them); only ``learning_rate``, the last rate, changes.
+    """
+    a = {k: _plain(v) for k, v in scheduler.attributes.items()}
+    if scheduler.name == "LRSequential":
+        members = a.get("schedulers")
+        if not (isinstance(members, list) and members
+                and all(isinstance(m, MXNetObject) and m.name == "LRScheduler" for m in members)):
+            raise MXNetImportError("GluonCV's LRSequential was saved without its list of "
+                                   "LRSchedulers")
+        return gluoncv.LRSequential([import_gluoncv_scheduler(m) for m in members])
+    if scheduler.name != "LRScheduler":
+        raise MXNetImportError(f"no mxopt scheduler for GluonCV's {scheduler.name}")
+    kept = ("mode", "base_lr", "target_lr", "niters", "offset", "power", "step", "step_factor")
+    missing = sorted(set(kept) - set(a))
+    if missing:
+        raise MXNetImportError(f"GluonCV's LRScheduler was saved without {missing}")
+    step = a.pop("step")
+    try:
+        return gluoncv.LRScheduler(**{k: a[k] for k in kept if k != "step"},
+                                   step_iter=None if step is None else list(step))
+    except (ValueError, TypeError) as error:
+        raise MXNetImportError(f"GluonCV's LRScheduler does not rebuild: {error}") from None
 
 
 def import_optimizer(source: Source | MXNetObject) -> Optimizer:

@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 from mxopt import counting, hyperparams, optimizers, registry, schedules, validation
+from mxopt.base import Optimization
 from mxopt.mxnet import tables
 from mxopt.mxnet.tables import Index
 from mxopt.structure import check_trees, fields_named, named_leaves, with_fields
@@ -49,6 +50,11 @@ from mxopt.structure import check_trees, fields_named, named_leaves, with_fields
 
 class SchedulerConflictError(ValueError, UserWarning):
     """``set_learning_rate`` under an ``lr_scheduler`` (MXNet raises UserWarning)."""
+
+    def __init__(self):
+        super().__init__("LRScheduler of the optimizer has already been defined; "
+                         "set_learning_rate can change the learning rate only when the "
+                         "optimizer has no lr_scheduler")
 
 
 class Optimizer:
@@ -191,9 +197,7 @@ class Optimizer:
     def set_learning_rate(self, lr: float) -> None:
         """Sets ``lr``; an error under an ``lr_scheduler``, as in MXNet."""
         if self.lr_scheduler is not None:
-            raise SchedulerConflictError(
-                "LRScheduler of the optimizer has already been defined; set_learning_rate can "
-                "change the learning rate only when the optimizer has no lr_scheduler")
+            raise SchedulerConflictError
         self.lr = lr
 
     def set_lr_scale(self, args_lrscale: Mapping[Index, float]) -> None:
@@ -242,9 +246,12 @@ class Optimizer:
     def _transform(self, multi_precision: bool, **overrides) -> optax.GradientTransformation:
         """The transform of the current arguments, with scalar multipliers unless overridden,
         and errors that name the leaf where weights, grads and state disagree."""
-        return check_trees(self.transform(**{
-            **self._args, "lr_mult": 1.0, "wd_mult": 1.0, **overrides,
-            "multi_precision": multi_precision and self.multi_precision}))
+        inner = self.transform(**{**self._args, "lr_mult": 1.0, "wd_mult": 1.0, **overrides,
+                                  "multi_precision": multi_precision and self.multi_precision})
+        checked = Optimization(*check_trees(inner))
+        checked.learning_rate = getattr(inner, "learning_rate", None)  # the rate it tells
+        checked.call = getattr(inner, "call", None)
+        return checked
 
     def _step(self, multi_precision: bool, **index_arguments) -> Callable:
         """The compiled one-index update (jit caches it per weight shape and dtype)."""
@@ -370,15 +377,27 @@ class Optimizer:
 
     def init(self, params: optax.Params, *,
              indices: Sequence[str] | Mapping[str, Index] | None = None) -> optax.OptState:
-        """optax's ``init``: the state for a whole params pytree.
+        """optax's ``init``: the state for a whole params pytree, made by
+        :meth:`pytree_transformation` (see there for ``indices`` and the errors).
 
-        Each leaf gets the multipliers MXNet's lookup gives its index (see
-        :meth:`leaf_indices`) or, failing that, its name; the other
-        hyperparameters are the object's current ones, held in the state
+        The hyperparameters are the object's current ones, held in the state
         from then on: change them there with :func:`mxopt.set_hyperparams`.
         Once this object has made a pytree state, ``set_learning_rate`` and
         setting a hyperparameter attribute (``opt.momentum = 0.5``) warn that
         they change the per-index updates only.
+        """
+        state = self.pytree_transformation(params, indices=indices).init(params)
+        object.__setattr__(self, "_made_pytree_state", True)  # see __setattr__
+        return state
+
+    def pytree_transformation(self, params: optax.Params, *,
+                              indices: Sequence[str] | Mapping[str, Index] | None = None
+                              ) -> optax.GradientTransformation:
+        """The plain mxopt optimizer of the object's current arguments for ``params``.
+
+        Each leaf gets the multipliers MXNet's lookup gives its index (see
+        :meth:`leaf_indices`) or, failing that, its name. Its ``init`` is
+        :meth:`init`'s; its ``learning_rate`` is the schedule or rate.
 
         Raises:
           ValueError: multipliers are given by index (``param_dict``, or an
@@ -401,10 +420,7 @@ class Optimizer:
             return jax.tree_util.tree_unflatten(
                 treedef, [self._multiplier(kind, i, name) for i, (name, _) in leaves])
 
-        tx = self._transform(True, lr_mult=multipliers("lr"), wd_mult=multipliers("wd"))
-        state = tx.init(params)
-        object.__setattr__(self, "_made_pytree_state", True)  # see __setattr__
-        return state
+        return self._transform(True, lr_mult=multipliers("lr"), wd_mult=multipliers("wd"))
 
     # -- saving, for Updater.get_states(dump_optimizer=True) ----------------
 

@@ -5,7 +5,8 @@ pickles with its own machine rather than :mod:`pickle`'s, so that nothing in a
 file can do more than build data:
 
 - A global resolves only to a stand-in of :data:`ALLOWED_GLOBALS` (or, for the
-  classes of ``mxnet.optimizer*`` and ``mxnet.lr_scheduler``, to a class made
+  classes of MXNet's, GluonNLP's and GluonCV's optimizer and scheduler modules
+  (:data:`OPTIMIZER_PACKAGES`, :data:`SCHEDULER_MODULES`), to a class made
   for this file), each of which builds data from data; nothing named is
   imported or called.
 - ``BUILD`` gives state only to an instance a stand-in made, never to a
@@ -185,14 +186,21 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
                                      ("multiarray", "_reconstruct", _reconstruct),
                                      ("numeric", "_frombuffer", _frombuffer)]},
 }
-"""Each global a state file may name, besides the classes of ``mxnet.optimizer`` and its
-submodules and of ``mxnet.lr_scheduler``, and the stand-in the reader returns for it."""
+"""Each global a state file may name, besides the classes of :data:`OPTIMIZER_PACKAGES` and
+:data:`SCHEDULER_MODULES`, and the stand-in the reader returns for it."""
 
 _CALLS = {id(v) for v in ALLOWED_GLOBALS.values() if callable(v)}
 
 
+# The packages whose optimizer classes and scheduler modules a state file may name: MXNet's,
+# GluonNLP's (its BERTAdam) and GluonCV's (its schedulers of the model-zoo recipes).
+OPTIMIZER_PACKAGES = ("mxnet.optimizer", "gluonnlp.optimizer")
+SCHEDULER_MODULES = ("mxnet.lr_scheduler", "gluoncv.utils.lr_scheduler")
+
+
 def is_optimizer_module(module: str) -> bool:
-    return module == "mxnet.optimizer" or module.startswith("mxnet.optimizer.")
+    return any(module == package or module.startswith(package + ".")
+               for package in OPTIMIZER_PACKAGES)
 
 
 def _copied(value: Any) -> int:
@@ -299,7 +307,7 @@ class _Machine:
             raise PickleError("a global named by something other than two strings")
         if (module, name) in ALLOWED_GLOBALS:
             return ALLOWED_GLOBALS[module, name]
-        if name.isidentifier() and (is_optimizer_module(module) or module == "mxnet.lr_scheduler"):
+        if name.isidentifier() and (is_optimizer_module(module) or module in SCHEDULER_MODULES):
             if (module, name) not in self.classes:
                 self.classes[module, name] = type(name, (PickledObject,), {"module": module})
             return self.classes[module, name]

@@ -11,7 +11,7 @@ import optax
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import cast, rounded
-from mxopt.registry import MXNet, Unimportable, register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr
 
@@ -63,9 +63,9 @@ def scale_by_bertadam(beta1: float = 0.9, beta2: float = 0.999,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-# Its state nests as Adam's, but no MXNet file of it is recorded yet (tools/record_mxnet_runs.py).
-@register(mxnet=MXNet("BERTAdam", state=Unimportable(
-    "no MXNet file of its state has been recorded to check an import against")))
+# GluonNLP's create_state is (mean, var), as Adam's; its create_state_multi_precision puts the
+# float32 master copy after that pair, as SGD's family does. Its aggregate_num is 4.
+@register(mxnet=MXNet("BERTAdam", state=("mean", "var"), master_last=True, aggregate_num=4))
 @optimizer
 def bertadam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
              epsilon: float = 1e-6, *, base: Base) -> optax.GradientTransformation:
