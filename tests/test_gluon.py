@@ -12,6 +12,8 @@ at every step, from the start and from MXNet's own states file.
 
 import json
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -239,3 +241,32 @@ def test_learning_rate_is_the_last_updates_and_set_learning_rate_gluons():
 def test_bad_input_is_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@hypothesis.settings(max_examples=15, deadline=None, phases=[hypothesis.Phase.generate])
+@hypothesis.given(name=st.sampled_from(["sgd", "nag", "adam", "bertadam", "lamb"]),
+                  scale_exponent=st.integers(-3, 3), batch_sizes=st.lists(
+                      st.integers(1, 300), min_size=2, max_size=4),
+                  momentum=st.sampled_from([0.0, 0.9]), wd=st.sampled_from([0.0, 1e-3]))
+def test_each_step_is_the_optimizer_with_rescale_grad_over_the_batch_size(
+        name, scale_exponent, batch_sizes, momentum, wd):
+    """``step(batch_size)`` is the optimizer built with ``rescale_grad = scale / batch_size``
+    (MXNet's double quotient): for any batch size, traced, in one compile."""
+    scale = 2.0 ** scale_exponent  # Gluon's _scale: 1, or AMP's powers of two
+    kwargs = {"learning_rate": 0.05, "wd": wd, "rescale_grad": scale,
+              **({"momentum": momentum} if name in ("sgd", "nag") else {})}
+    trainer = Trainer(name, kwargs)
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.full(3, 0.5, jnp.float32)}
+    state, step = trainer.init(params), jax.jit(trainer.step)
+    expected, expected_state = params, trainer.init(params)
+    for k, batch_size in enumerate(batch_sizes):
+        grads = jax.tree.map(lambda p, k=k, n=batch_size: jnp.cos(p * (k + 3)) * n, params)
+        params, state = step(grads, state, params, jnp.asarray(batch_size))
+        alone = mxopt.create(name, **{**kwargs, "rescale_grad": scale / batch_size})
+        updates, expected_state = alone.update(grads, mxopt.set_hyperparams(
+            expected_state, rescale_grad=scale / batch_size), expected)
+        expected = optax.apply_updates(expected, updates)
+        for leaf, want in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+            np.testing.assert_allclose(leaf, want, rtol=1e-6, atol=1e-7)  # jit vs eager
+    assert mxopt.get_hyperparams(state)["rescale_grad"] == np.float32(scale)
+    assert step._cache_size() == 1
