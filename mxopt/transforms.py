@@ -35,7 +35,7 @@ from mxopt.hyperparams import (
     Positive,
 )
 from mxopt.multipliers import MultiplierSpec
-from mxopt.numerics import cast, complement, one_minus_power, opaque_copy
+from mxopt.numerics import cast, complement, one_minus_power, opaque_copy, rounded
 from mxopt.schedules import Schedule
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr, state_nodes
@@ -231,8 +231,10 @@ def trace(momentum: float, nesterov: bool = False, *,
           buffer_correction: BufferTerm | None = None) -> optax.GradientTransformation:
     """MXNet's momentum buffer, fed with learning-rate-scaled updates ``u``.
 
-    ``m <- momentum * m + u``; the output is ``m``, or ``momentum * m + u``
-    with ``nesterov=True``. Placed after :func:`scale_by_learning_rate`, the
+    ``m <- momentum * m + u``, the product rounded before the sum as MXNet's
+    kernels round it (:func:`mxopt.numerics.rounded`; Graves's momentum over a
+    centered RMSProp magnifies the difference); the output is ``m``, or
+    ``momentum * m + u`` with ``nesterov=True``. Placed after :func:`scale_by_learning_rate`, the
     learning rate sits inside the buffer as in MXNet's SGD and NAG, so a
     changing rate acts as it does there.
 
@@ -260,7 +262,8 @@ def trace(momentum: float, nesterov: bool = False, *,
             mus = jax.tree.map(lambda _: held, updates)
         else:
             mus = jax.tree.map(lambda f: held * f, momentum_scale(earlier_states, count, updates))
-        new_trace = jax.tree.map(lambda u, m, mu: cast(mu, u) * m + u, updates, state.trace, mus)
+        new_trace = jax.tree.map(lambda u, m, mu: rounded(cast(mu, u) * m, mu) + u,
+                                 updates, state.trace, mus)
         if nesterov:
             updates = jax.tree.map(lambda u, m, mu: cast(mu, u) * m + u, updates, new_trace, mus)
         else:  # a copy, so that the caller's ``w + updates`` is no lone add (see opaque_copy)

@@ -41,6 +41,8 @@ def _signum(case: dict) -> str | None:
 
 def _ftrl(case: dict) -> str | None:
     kwargs = case["kwargs"]
+    if _some_rate_is_zero(case):
+        return "MXNet's ftrl_update divides by the learning rate, so a rate of 0 gives NaN weights"
     scheduler = kwargs.get("lr_scheduler") or {}
     if (scheduler.get("type") in ("FactorScheduler", "MultiFactorScheduler")
             and kwargs.get("learning_rate", scheduler["kwargs"]["base_lr"])
@@ -96,9 +98,14 @@ def _lamb(case: dict) -> str | None:
     return None
 
 
+def _some_rate_is_zero(case: dict) -> bool:
+    """Whether a leaf steps with a learning rate of 0 (a schedule's 0, an lr_mult of 0)."""
+    return any(rate * mult == 0
+               for rate in case["learning_rates"] for mult in case["lr_mult"].values())
+
+
 def _ftml(case: dict) -> str | None:
-    if any(rate * mult == 0
-           for rate in case["learning_rates"] for mult in case["lr_mult"].values()):
+    if _some_rate_is_zero(case):
         return "MXNet's ftml_update divides by the learning rate, so a rate of 0 gives NaN weights"
     return None
 

@@ -61,3 +61,22 @@ def test_rounded_products_are_summed_as_numpy_sums_them(beta):
     want = beta * (v - g * g) + g * g
     for run in (moment, jax.jit(moment)):
         np.testing.assert_array_equal(np.asarray(run(v, g, beta)), want)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_quotient_by_the_root_is_numpys_division(jit):
+    """XLA rewrites ``a / sqrt(x)`` into ``a * rsqrt(x)``: about 4 in 10 quotients an ulp
+    off NumPy's (and MXNet's) division; by :func:`numerics.root` none."""
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal(20000).astype(np.float32)
+    x = rng.uniform(1e-6, 4.0, 20000).astype(np.float32)
+    eps = np.float32(1e-8)
+
+    def quotient(a, x, eps):
+        return a / numerics.root(x + eps, eps)
+
+    run = jax.jit(quotient) if jit else quotient
+    np.testing.assert_array_equal(np.asarray(run(a, x, eps)), a / np.sqrt(x + eps))
+    if jit:  # what the rewrite does to a plain square root
+        rewritten = jax.jit(lambda a, x, eps: a / jnp.sqrt(x + eps))(a, x, eps)
+        assert (np.asarray(rewritten) != a / np.sqrt(x + eps)).mean() > 0.1

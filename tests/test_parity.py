@@ -87,17 +87,27 @@ def test_mxnet_quirks_reproduce_mxnet(case):
                                  what=f"step {step}, {name}")
 
 
-@pytest.mark.parametrize("case", _cases("divergent"))
-def test_known_divergence_is_real(case):
-    """Where mxopt follows MXNet's documentation instead, the recorded output does differ."""
+def _by_divergence() -> dict[str, list[dict]]:
+    cases: dict[str, list[dict]] = {}
+    for case in trajectories_of("divergent"):
+        cases.setdefault(known_mxnet_divergence(case), []).append(case)
+    return cases
+
+
+@pytest.mark.parametrize("cases", [pytest.param(cases, id=cases[0]["id"])
+                                   for cases in _by_divergence().values()])
+def test_known_divergence_is_real(cases):
+    """Where mxopt follows MXNet's documentation instead, the recorded output does differ:
+    in some case of each documented divergence by more than 1e-4. (A case the rule names
+    may show less: NAG's weight decay of a tiny rate, say.)"""
     def difference(got, want):  # NaN in MXNet's weights (and not in mxopt's) differs most
         got, want = np.asarray(got, np.float32), want.astype(np.float32)
         return np.where(np.isnan(got) != np.isnan(want), np.inf,
                         np.nan_to_num(np.abs(got - want))).max()
 
-    differences = [difference(params[k], want)
+    differences = [difference(params[k], want) for case in cases
                    for _, params, expected in _replay(case) for k, want in expected.items()]
-    assert max(differences) > 1e-4, known_mxnet_divergence(case)
+    assert max(differences) > 1e-4, known_mxnet_divergence(cases[0])
 
 
 @pytest.mark.parametrize("case", _cases("raises"))

@@ -49,12 +49,13 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
             g = rescale * np.asarray(grads[k], F32) + wdk * w[k]
             if clip is not None:
                 g = np.clip(g, -F32(clip), F32(clip))
-            n[k] = (F32(1) - gamma1) * (g * g) + gamma1 * n[k]
-            if centered:
+            if centered:  # rmspropalex_update multiplies from the left; rmsprop_update not
+                n[k] = (F32(1) - gamma1) * g * g + gamma1 * n[k]
                 m[k] = (F32(1) - gamma1) * g + gamma1 * m[k]
                 delta[k] = gamma2 * delta[k] - lr * g / np.sqrt(n[k] - m[k] * m[k] + eps)
                 w[k] = w[k] + delta[k]
             else:
+                n[k] = (F32(1) - gamma1) * (g * g) + gamma1 * n[k]
                 w[k] = w[k] - lr * (g / np.sqrt(n[k] + eps))
             if clip_weights is not None:
                 w[k] = np.clip(w[k], -F32(clip_weights), F32(clip_weights))
@@ -66,9 +67,8 @@ def reference(kw, params, grads_seq, lr_mult, wd_mult):
 def configs(draw):
     centered = draw(st.booleans())
     # Centered, the variance n - mean^2 is gamma1 * (1 - gamma1) * g^2 at the
-    # first step: a gamma1 near 0 leaves only float32 cancellation error, which
-    # the division by sqrt(epsilon) magnifies in both implementations alike.
-    kw = {"gamma1": draw(st.sampled_from([0.9, 0.95]) | floats(0.1 if centered else 0, 0.99)),
+    # first step: a gamma1 near 0 cancels, so that every rounding shows.
+    kw = {"gamma1": draw(st.sampled_from([0.9, 0.95, 0.05]) | floats(0, 0.99)),
           "gamma2": draw(st.sampled_from([0.9]) | floats(0, 0.99)),
           "epsilon": draw(st.sampled_from([1e-8]) | floats(1e-8, 1e-3)),
           "centered": centered}
@@ -86,7 +86,8 @@ def configs(draw):
 @settings(max_examples=25, deadline=None)
 @given(configs(), st.integers(0, 2**31 - 1))
 def test_matches_numpy_reference(config, seed):
-    assert_matches_reference("rmsprop", reference, config, seed, SHAPES, jit=False)
+    """Jitted: XLA's fused multiply-adds and its rsqrt would show where ``n - m^2`` cancels."""
+    assert_matches_reference("rmsprop", reference, config, seed, SHAPES)
 
 
 class StateTest(chex.TestCase):

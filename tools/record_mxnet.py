@@ -172,7 +172,16 @@ DOCUMENTED_BUT_RAISES = {"signum": {"momentum": 0.0, "wd_lh": 0.01, "learning_ra
 # LBSGD's 'lars' multiplier under multi_precision takes the float32 masters' norms.
 PINNED = {"lbsgd": [("fp16-master-lars", "float16", {
     "learning_rate": 0.1, "momentum": 0.9, "wd": 0.01, "warmup_strategy": "lars",
-    "batch_scale": 2, "multi_precision": True})]}
+    "batch_scale": 2, "multi_precision": True})],
+    # A small gamma1 makes the centered n - m^2 cancel: every rounding of the
+    # kernel's shows in the weights within a few steps.
+    "rmsprop": [("centered-cancelling", "float32", {
+        "gamma1": 0.0654, "gamma2": 0.9, "centered": True, "learning_rate": 0.0244,
+        "wd": 0.093, "rescale_grad": 1 / 32, "clip_gradient": 1.124}),
+        ("centered-cancelling-clip-weights", "float32", {
+            "gamma1": 0.2, "gamma2": 0.92, "centered": True, "learning_rate": 0.033,
+            "wd": 0.089, "rescale_grad": 1 / 32, "clip_gradient": 0.155,
+            "clip_weights": 1.67, "epsilon": 1.085e-7})]}
 # Weight decay MXNet rejects (GroupAdaGrad asserts wd == 0).
 NO_WEIGHT_DECAY = {"groupadagrad", "test"}
 

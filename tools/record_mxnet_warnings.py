@@ -20,7 +20,7 @@ import random
 
 import mxnet as mx
 import recording
-from record_mxnet import SPACES, make_scheduler, random_scheduler_spec
+from record_mxnet import SPACES, make_scheduler, random_scheduler_spec, register_bertadam
 
 # (scheduler, learning_rate or None for not given), before the random ones.
 HANDPICKED = [
@@ -51,6 +51,7 @@ def main():
     args = recording.arguments(__doc__, recording.FIXTURES / "mxnet_warnings.json",
                                ("--per-optimizer", {"type": int, "default": 6}),
                                ("--seed", {"type": int, "default": 20261203}))
+    register_bertadam()
     cases = []
     for name in sorted(SPACES):
         rng = random.Random(f"{args.seed}-{name}")

@@ -10,7 +10,7 @@ import optax
 
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import ExactDecayRate, Given, Positive
-from mxopt.numerics import cast
+from mxopt.numerics import cast, root
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr
@@ -59,7 +59,8 @@ def scale_by_adadelta(rho: float = 0.9, epsilon: float = 1e-5) -> optax.Gradient
 
         acc_g = jax.tree.map(lambda g, a: average(a, g * g), updates, s.acc_g)
         updates = jax.tree.map(lambda g, a, d: jnp.sqrt(d + cast(s.epsilon, d))
-                               / jnp.sqrt(a + cast(s.epsilon, a)) * g, updates, acc_g, s.acc_delta)
+                               / root(a + cast(s.epsilon, a), s.epsilon) * g,
+                               updates, acc_g, s.acc_delta)
         acc_delta = jax.tree.map(lambda d, a: average(a, d * d), updates, s.acc_delta)
         return updates, s._replace(acc_g=acc_g, acc_delta=acc_delta)
 

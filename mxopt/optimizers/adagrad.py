@@ -12,7 +12,7 @@ import optax
 from mxopt import validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import Given, Positive
-from mxopt.numerics import cast
+from mxopt.numerics import cast, root
 from mxopt.packing import refuse_packed
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
@@ -38,7 +38,8 @@ def _scale_by_history(eps: float, increment: Callable[[jax.Array], jax.Array],
         del params
         state = given.injected(state)
         history = jax.tree.map(lambda g, h: h + increment(g), updates, state.history)
-        updates = jax.tree.map(lambda g, h: g / jnp.sqrt(h + cast(state.eps, h)), updates, history)
+        updates = jax.tree.map(lambda g, h: g / root(h + cast(state.eps, h), state.eps),
+                               updates, history)
         return updates, state._replace(history=history)
 
     return optax.GradientTransformation(init_fn, update_fn)

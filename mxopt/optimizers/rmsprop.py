@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mxopt import transforms, validation
+from mxopt import counting, transforms, validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
-from mxopt.numerics import cast, rounded
+from mxopt.numerics import cast, root, rounded
 from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr
@@ -25,8 +25,21 @@ class ScaleByRMSPropState(NamedTuple):
     mean: LikeParams | None  # E[g] (MXNet's state g); None unless centered
 
 
-def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
-                     centered: bool = False) -> optax.GradientTransformation:
+def root_mean_square(state: ScaleByRMSPropState) -> optax.Updates:
+    """Each leaf's ``sqrt(mean_square - mean^2 + epsilon)`` (``mean`` 0 unless centered),
+    rounded as MXNet's kernels round it (``m * m`` before the difference; see
+    :func:`mxopt.numerics.root`)."""
+    def leaf_root(n, m):
+        spread = n if m is None else n - rounded(m * m, state.epsilon)
+        return root(spread + cast(state.epsilon, spread), state.epsilon)
+
+    means = state.mean if state.mean is not None else jax.tree.map(lambda _: None,
+                                                                   state.mean_square)
+    return jax.tree.map(leaf_root, state.mean_square, means, is_leaf=lambda x: x is None)
+
+
+def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *, centered: bool = False,
+                     divide: bool = True) -> optax.GradientTransformation:
     """RMSProp's direction: the gradient over a running root mean square.
 
     Per leaf, with the averages starting at zero::
@@ -48,6 +61,10 @@ def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
       gamma1: decay of the running averages, in [0, 1).
       epsilon: added under the square root, > 0.
       centered: Graves's centered form.
+      divide: ``False`` keeps the averages and passes ``g`` on undivided, for
+        :func:`graves_momentum` to divide after the learning rate, as MXNet's
+        ``rmspropalex_update`` computes ``(lr * g) / sqrt(...)``: where
+        ``n - m^2`` cancels, the order of the two roundings shows.
     """
     given = Given(ScaleByRMSPropState, gamma1=gamma1, epsilon=epsilon)
 
@@ -59,18 +76,24 @@ def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *,
         del params
         s = given.injected(state)
 
-        def average(old, new):  # each product rounded, as MXNet's kernel: n - m^2 cancels
-            return (rounded(cast(1 - s.gamma1, new) * new, s.epsilon)
-                    + rounded(cast(s.gamma1, old) * old, s.epsilon))
+        def average(old, new, times=None):
+            """``(1 - gamma1) * new [* times] + gamma1 * old``, each product rounded in the
+            order MXNet's kernel writes it: ``n - m^2`` cancels, so one rounding moves it."""
+            fresh = rounded(cast(1 - s.gamma1, new) * new, s.epsilon)
+            if times is not None:
+                fresh = rounded(fresh * times, s.epsilon)
+            return fresh + rounded(cast(s.gamma1, old) * old, s.epsilon)
 
-        mean_square = jax.tree.map(lambda g, n: average(n, g * g), updates, s.mean_square)
-        if centered:
+        if centered:  # rmspropalex_update: (1 - gamma1) * g * g, from the left
+            mean_square = jax.tree.map(lambda g, n: average(n, g, g), updates, s.mean_square)
             mean = jax.tree.map(average, s.mean, updates)
-            spread = jax.tree.map(lambda n, m: n - rounded(m * m, s.epsilon), mean_square, mean)
-        else:
-            mean, spread = None, mean_square
-        updates = jax.tree.map(lambda g, v: g / jnp.sqrt(v + cast(s.epsilon, v)), updates, spread)
-        return updates, s._replace(mean_square=mean_square, mean=mean)
+        else:  # rmsprop_update: (1 - gamma1) * (g * g)
+            mean_square = jax.tree.map(lambda g, n: average(n, g * g), updates, s.mean_square)
+            mean = None
+        s = s._replace(mean_square=mean_square, mean=mean)
+        if divide:
+            updates = jax.tree.map(jnp.divide, updates, root_mean_square(s))
+        return updates, s
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -81,7 +104,8 @@ class MomentumState(NamedTuple):
     delta: LikeParams  # the last step taken (MXNet's state delta)
 
 
-def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
+def graves_momentum(gamma2: float = 0.9, *,
+                    divide: bool = False) -> optax.GradientTransformation:
     """Graves's momentum over learning-rate-scaled steps ``u``: ``delta <- gamma2 * delta + u``.
 
     The output is ``delta``. This is :func:`mxopt.transforms.trace` with
@@ -90,6 +114,9 @@ def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
 
     Args:
       gamma2: decay of the step, in [0, 1).
+      divide: first ``u <- u / sqrt(n - m^2 + epsilon)``, of the averages of a
+        ``scale_by_rmsprop(divide=False)`` earlier in a :func:`mxopt.counted`
+        chain (MXNet's ``rmspropalex_update``: ``delta = gamma2 * delta - (lr * g) / ...``).
     """
     validation.decay_rate("gamma2", gamma2)
     inner = transforms.trace(gamma2)
@@ -97,11 +124,16 @@ def graves_momentum(gamma2: float = 0.9) -> optax.GradientTransformation:
     def init_fn(params):
         return MomentumState(*inner.init(params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, *, earlier_states=(), **extra_args):
+        del extra_args
+        if divide:
+            averages = counting.earlier_state(earlier_states, ScaleByRMSPropState,
+                                              "graves_momentum(divide=True)")
+            updates = jax.tree.map(jnp.divide, updates, root_mean_square(averages))
         updates, traced = inner.update(updates, transforms.TraceState(*state), params)
         return updates, MomentumState(*traced)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 @brief_repr
@@ -183,7 +215,7 @@ def rmsprop(learning_rate: float | None = 0.001, gamma1: float = 0.9, gamma2: fl
     if not isinstance(centered, bool):
         raise ValueError(f"centered must be a bool, got {centered!r}")
     validation.decay_rate("gamma2", gamma2)  # checked even where only the centered form uses it
-    step = (graves_momentum(gamma2),) if centered else ()
+    step = (graves_momentum(gamma2, divide=True),) if centered else ()
     return base.build(base.rescale(), base.weight_decay(), base.clip(),
-                      scale_by_rmsprop(gamma1, epsilon, centered=centered),
+                      scale_by_rmsprop(gamma1, epsilon, centered=centered, divide=not centered),
                       base.scale_by_learning_rate(), *step, clip_new_weights(clip_weights))
