@@ -141,6 +141,27 @@ def params_given(params: object, user: str) -> None:
         raise ValueError(f"{user} needs params: call update(grads, state, params)")
 
 
+def held_in_leaf_dtypes(params: object, user: str, *, decay_rates: dict[str, object],
+                        positives: dict[str, object]) -> None:
+    """Raises ValueError, naming the leaf, where a leaf's dtype (a float16 or bfloat16 leaf
+    updated without a float32 master copy) rounds one of ``decay_rates`` to 1 or one of
+    ``positives`` to 0: ``beta2=0.9999`` is 1 in float16 (the moment it decays would never
+    change), ``epsilon=1e-8`` is 0 in float16 (a zero moment would be divided by 0).
+    Traced values pass unchecked."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        dtype = np.dtype(getattr(leaf, "dtype", np.float32))
+        if not jax.numpy.issubdtype(dtype, jax.numpy.floating) or dtype.itemsize > 2:
+            continue
+        bad = [f"{name}={value} is 1" for name, value in decay_rates.items()
+               if not is_traced(value) and np.asarray(value, dtype) == 1]
+        bad += [f"{name}={value} is 0" for name, value in positives.items()
+                if not is_traced(value) and np.asarray(value, dtype) == 0]
+        if bad:
+            raise ValueError(f"{user}: {' and '.join(bad)} in {dtype.name}, the dtype of leaf "
+                             f"{jax.tree_util.keystr(path)}; pass multi_precision=True to "
+                             "update it through a float32 master copy")
+
+
 # Other libraries' spellings of MXNet's argument names (optax, PyTorch, Keras, MXNet.jl).
 SPELLINGS = {"lr": "learning_rate", "step_size": "learning_rate", "weight_decay": "wd",
              "beta_1": "beta1", "beta_2": "beta2", "b1": "beta1", "b2": "beta2",

@@ -3,6 +3,8 @@ BERTAdam and MXNet 1.9.1's multi_adamw_update kernel (jitted, where XLA would fu
 moments' products into their sums), multi-precision, and the pieces a BERT recipe changes
 between steps without recompiling. Recorded MXNet trajectories: tests/test_parity.py."""
 
+import re
+
 import chex
 import hypothesis.strategies as st
 import jax
@@ -15,6 +17,7 @@ from strategies import base_arguments, floats
 from trajectory import assert_close_to, assert_master_follows_float32, trajectory
 
 import mxopt
+from mxopt.optimizers.bertadam import ScaleByBertAdamState
 
 F32 = np.float32
 SHAPES = {"dense0_weight": (3, 4), "dense0_bias": (4,), "ln_gamma": (2, 2, 2)}
@@ -104,13 +107,12 @@ class StateTest(chex.TestCase):
     def test_state_and_updates_keep_shapes_and_dtypes(self):
         params = {"w": jnp.ones((3, 2), jnp.float32), "h": jnp.ones(5, jnp.float16),
                   "s": jnp.ones((), jnp.bfloat16)}
-        tx = mxopt.bertadam(learning_rate=0.1, wd=0.01)
+        tx = mxopt.bertadam(learning_rate=0.1, wd=0.01, beta2=0.99)  # 0.999 is 1 in bfloat16
         state = tx.init(params)
         updates, state = self.variant(tx.update)(jax.tree.map(jnp.ones_like, params), state,
                                                  params)
         chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
-        (moments,) = [s for s in state if isinstance(s, type(mxopt.scale_by_bertadam().init(
-            params)))]
+        (moments,) = [s for s in state if isinstance(s, ScaleByBertAdamState)]
         chex.assert_trees_all_equal_shapes_and_dtypes(moments.mean, params)
         chex.assert_trees_all_equal_shapes_and_dtypes(moments.var, params)
 
@@ -140,3 +142,22 @@ def test_bad_hyperparameters_are_refused_by_name(argument, value):
 def test_registered_with_mxnets_object_class():
     # its defaults are checked against GluonNLP's by tests/test_registry.py
     assert isinstance(mxopt.optimizer.create("bertadam"), mxopt.optimizer.BERTAdam)
+
+
+@pytest.mark.parametrize("dtype, kwargs, message", [
+    (jnp.float16, {"beta2": 0.9999}, "beta2=0.9999 is 1 in float16"),
+    (jnp.float16, {"epsilon": 2.6e-8}, "epsilon=2.6e-08 is 0 in float16"),
+    (jnp.bfloat16, {}, "beta2=0.999 is 1 in bfloat16"),
+    (jnp.float16, {"beta1": 0.99995, "epsilon": 1e-8},
+     "beta1=0.99995 is 1 and epsilon=1e-08 is 0 in float16"),
+])
+def test_a_half_precision_leaf_that_would_never_move_is_refused_naming_it(dtype, kwargs, message):
+    params = {"enc": {"w": jnp.full(3, 0.01, jnp.float32), "h": jnp.full(3, 0.01, dtype)}}
+    with pytest.raises(ValueError, match=re.escape(message + ", the dtype of leaf ['enc']['h']")):
+        mxopt.bertadam(**kwargs).init(params)
+    # through float32 masters the same arguments move every weight, finitely
+    tx = mxopt.bertadam(multi_precision=True, learning_rate=0.1, **kwargs)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for leaf in jax.tree.leaves(updates):
+        assert np.isfinite(np.asarray(leaf, np.float32)).all() and (leaf != 0).all()

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mxopt import validation
 from mxopt.base import Base, optimizer
 from mxopt.hyperparams import DecayRate, Given, Positive
 from mxopt.numerics import cast, rounded
@@ -37,6 +38,11 @@ def scale_by_bertadam(beta1: float = 0.9, beta2: float = 0.999,
         v <- beta2 * (v - g^2) + g^2        # = beta2 * v + (1 - beta2) * g^2
         out = m / (sqrt(v) + epsilon)
 
+    A float16 or bfloat16 leaf updated in its own dtype is refused where that
+    dtype rounds a beta to 1 or epsilon to 0 (see
+    :func:`mxopt.validation.held_in_leaf_dtypes`); MXNet's kernel refuses such
+    weights without ``multi_precision`` altogether.
+
     Args:
       beta1, beta2: decay rates of the moment estimates, in [0, 1).
       epsilon: added to ``sqrt(v)``, > 0.
@@ -44,6 +50,8 @@ def scale_by_bertadam(beta1: float = 0.9, beta2: float = 0.999,
     given = Given(ScaleByBertAdamState, beta1=beta1, beta2=beta2, epsilon=epsilon)
 
     def init_fn(params):
+        validation.held_in_leaf_dtypes(params, "bertadam", decay_rates={
+            "beta1": beta1, "beta2": beta2}, positives={"epsilon": epsilon})
         return ScaleByBertAdamState(**given.fields(), mean=zeros_like(params),
                                     var=zeros_like(params))
 
