@@ -83,6 +83,9 @@ class MXNet:
         rate). With ``mxnet_quirks`` the object surface carries them from
         each update call to the next; every index of one call starts from
         the value the call started with.
+      saved_shared_state: the :attr:`shared_state` values from the attributes
+        MXNet pickles with the optimizer (Nadam's ``m_schedule``), for a
+        ``.states`` import; ``None``: they are not imported.
       one_index_drops: state fields that MXNet's one-index update does not
         write back (LAMB's master copy, in its one-tensor kernel); with
         ``mxnet_quirks`` an update of one index (not a list) keeps their
@@ -99,6 +102,7 @@ class MXNet:
     scheduler_ignores_learning_rate: bool = False
     aggregate_num: int = 0
     shared_state: tuple[str, ...] = ()
+    saved_shared_state: Callable[[Mapping[str, Any]], dict[str, float]] | None = None
     one_index_drops: tuple[str, ...] = ()
 
     def layout(self, arguments: Mapping[str, Any]) -> Layout:

@@ -157,9 +157,10 @@ def held_in_leaf_dtypes(params: object, user: str, *, decay_rates: dict[str, obj
         bad += [f"{name}={value} is 0" for name, value in positives.items()
                 if not is_traced(value) and np.asarray(value, dtype) == 0]
         if bad:
-            raise ValueError(f"{user}: {' and '.join(bad)} in {dtype.name}, the dtype of leaf "
-                             f"{jax.tree_util.keystr(path)}; pass multi_precision=True to "
-                             "update it through a float32 master copy")
+            where = f"leaf {jax.tree_util.keystr(path)}" if path else "the weight"
+            raise ValueError(f"{user}: {' and '.join(bad)} in {dtype.name}, the dtype of "
+                             f"{where}; pass multi_precision=True to update it through a "
+                             "float32 master copy")
 
 
 # Other libraries' spellings of MXNet's argument names (optax, PyTorch, Keras, MXNet.jl).

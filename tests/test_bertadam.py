@@ -155,6 +155,8 @@ def test_a_half_precision_leaf_that_would_never_move_is_refused_naming_it(dtype,
     params = {"enc": {"w": jnp.full(3, 0.01, jnp.float32), "h": jnp.full(3, 0.01, dtype)}}
     with pytest.raises(ValueError, match=re.escape(message + ", the dtype of leaf ['enc']['h']")):
         mxopt.bertadam(**kwargs).init(params)
+    with pytest.raises(ValueError, match=re.escape(message + ", the dtype of the weight")):
+        mxopt.optimizer.create("bertadam", **kwargs).create_state(0, params["enc"]["h"])
     # through float32 masters the same arguments move every weight, finitely
     tx = mxopt.bertadam(multi_precision=True, learning_rate=0.1, **kwargs)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)

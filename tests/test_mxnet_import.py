@@ -47,6 +47,11 @@ def test_imported_optimizer_is_the_one_mxnet_pickled(case):
     got, want = imported.get_config(), built.get_config()
     for key in ("index_update_count", "num_update"):
         got.pop(key)
+    assert want.pop("shared_state") == {}
+    saved = mxnet_files.load_states(_file(case)).optimizer.attributes
+    # Nadam's object keeps its momentum-schedule product P; the state keeps 1 - P
+    assert got.pop("shared_state") == ({"schedule": float(np.float32(1 - saved["m_schedule"]))}
+                                       if case["optimizer"] == "nadam" else {})
     begin = kwargs.get("begin_num_update", 0)
     assert want.pop("index_update_count") == []
     assert want.pop("num_update") == begin
@@ -80,8 +85,8 @@ def test_states_without_an_optimizer():
 def test_unsupported_optimizers():
     with pytest.raises(MXNetImportError, match="no mxopt optimizer for MXNet's Fancy"):
         mxnet_import.import_optimizer(mxnet_files.MXNetObject("Fancy", "x", {}))
-    with pytest.raises(MXNetImportError, match="MXNet's Nadam states is not supported"):
-        mxnet_import.index_state(mo.create("nadam"), 0, jnp.ones(3), None)
+    with pytest.raises(MXNetImportError, match="MXNet's LARS states is not supported"):
+        mxnet_import.index_state(mo.create("lars"), 0, jnp.ones(3), None)
 
 
 def test_states_that_do_not_fit():

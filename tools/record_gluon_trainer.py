@@ -27,7 +27,10 @@ gradients (before the Trainer rescales them), the weights after the step,
 * ``float16_master``: the network cast to float16, ``multi_precision``
   (MXNet's CPU has no float16 Dense: each step's gradients are drawn);
 * ``random-NN``: an optimizer among those, its hyperparameters, batch sizes
-  and save point drawn at random.
+  and save point drawn at random;
+* ``nadam_resumed``: Nadam, whose saved states include the momentum-schedule
+  product MXNet keeps in its optimizer object (recorded last, so that the
+  cases before it draw as they did before it was added).
 
 Each run saves its states after ``saved_at`` steps; a second network with
 those weights and a new Trainer (built as the first) calls ``load_states``
@@ -230,7 +233,10 @@ def main():
     np.random.seed(SEED)
     gcv = gluoncv_module()
     draw = random.Random(SEED)
-    cases = handpicked() + [random_case(draw, i) for i in range(RANDOM_CASES)]
+    cases = handpicked() + [random_case(draw, i) for i in range(RANDOM_CASES)] + [
+        {"id": "nadam_resumed", "recipe": "gluoncv", "optimizer": "nadam", "dtype": "float32",
+         "kwargs": {"learning_rate": 0.05, "wd": 1e-3}, "no_wd": True,
+         "batch_sizes": batch_sizes(8, 10, 4), "saved_at": 3}]
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     rng = np.random.default_rng(SEED)

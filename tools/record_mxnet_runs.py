@@ -61,7 +61,7 @@ SAVED_AT, RESUMED = 3, 4
 RANDOM_CASES = 3
 # The optimizers whose states mxopt.mxnet.importer reads.
 IMPORTED = ["adadelta", "adagrad", "adam", "adamax", "bertadam", "ccsgd", "dcasgd", "ftml",
-            "ftrl", "groupadagrad", "lamb", "nag", "rmsprop", "sgd", "signum", "test"]
+            "ftrl", "groupadagrad", "lamb", "nag", "rmsprop", "sgd", "signum", "test", "nadam"]
 BATCH, STEPS, FEATURES, HIDDEN, CLASSES = 16, 8, 4, 8, 3
 
 

@@ -38,7 +38,7 @@ from mxopt import counting, gluoncv, registry, schedules
 from mxopt.mxnet.files import MXNetObject, MXNetStates, load_states
 from mxopt.mxnet.objects import Optimizer, class_for
 from mxopt.mxnet.tables import Index
-from mxopt.structure import map_states, named_leaves
+from mxopt.structure import map_states, named_leaves, with_fields
 
 Source = str | os.PathLike | bytes | MXNetStates
 
@@ -142,8 +142,10 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
     Returns:
       An :class:`mxopt.optimizer.Optimizer` of the same class with MXNet's
       hyperparameters, scheduler, ``idx2name``, multipliers, ``sym`` info and
-      per-index update counts (Gluon's ``param_dict`` is not saved by MXNet:
-      set it again, as ``Trainer.load_states`` does), built with
+      per-index update counts and object-wide state (Nadam's momentum-schedule
+      product; :attr:`mxopt.registry.MXNet.saved_shared_state`) (Gluon's
+      ``param_dict`` is not saved by MXNet: set it again, as
+      ``Trainer.load_states`` does), built with
       ``mxnet_quirks=True``, so that it continues the run as MXNet would.
     """
     pickled = source if isinstance(source, MXNetObject) else _states(source).optimizer
@@ -169,9 +171,11 @@ def import_optimizer(source: Source | MXNetObject) -> Optimizer:
         accepted = {*klass.defaults(), "param_idx2name"}
         # MXNet computed the run it continues: with its quirks.
         optimizer = klass(**{k: v for k, v in a.items() if k in accepted}, mxnet_quirks=True)
+        shared = klass.mxnet_facts().saved_shared_state
         optimizer.restore_progress(
             sym_info=a["sym_info"], lr_mult=a["lr_mult"], wd_mult=a["wd_mult"],
-            num_update=a["num_update"], index_update_count=a["_index_update_count"])
+            num_update=a["num_update"], index_update_count=a["_index_update_count"],
+            shared_state=shared(a) if shared else None)
     except MXNetImportError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -328,4 +332,5 @@ def import_state(source: Source, params: optax.Params, optimizer: Optimizer, *,
     slots = [_slots(_layout(optimizer, jnp.result_type(leaf)), saved[i], w)
              for i, (_, leaf), w in zip(leaf_indices, named_leaves(params), where)]
     state = _fill(optimizer.init(params, indices=indices), params, slots, where)
+    state = with_fields(state, optimizer._shared)  # what import_optimizer restored, if any
     return counting.set_count(state, counts.pop())

@@ -14,7 +14,7 @@ from mxopt.counting import counted, next_count
 from mxopt.hyperparams import ExactDecayRate, Given, NonNegative, Positive
 from mxopt.numerics import cast, complement, one_minus_power, unzip
 from mxopt.packing import refuse_packed
-from mxopt.registry import MXNet, Unimportable, register
+from mxopt.registry import MXNet, register
 from mxopt.sharding import zeros_like
 from mxopt.structure import LikeParams, brief_repr
 
@@ -236,10 +236,9 @@ def scale_by_nadam_with_momenta(beta1: float = 0.99, beta2: float = 0.999,
 
 
 
-@register(mxnet=MXNet("Nadam", state=Unimportable(
-    "MXNet's momentum schedule is a product over every parameter's update (see "
-    "docs/mxnet_differences.md): its saved value has no mxopt equivalent"),
-    shared_state=("schedule",)))
+# MXNet's object keeps the product P as m_schedule; the state keeps 1 - P.
+@register(mxnet=MXNet("Nadam", state=("mean", "var"), shared_state=("schedule",),
+                      saved_shared_state=lambda saved: {"schedule": 1 - saved["m_schedule"]}))
 @optimizer
 def nadam(learning_rate: float | None = 0.001, beta1: float = 0.9, beta2: float = 0.999,
           epsilon: float = 1e-8, schedule_decay: float = 0.004, *,
