@@ -234,9 +234,9 @@ def trace(momentum: float, nesterov: bool = False, *,
     ``m <- momentum * m + u``, the product rounded before the sum as MXNet's
     kernels round it (:func:`mxopt.numerics.rounded`; Graves's momentum over a
     centered RMSProp magnifies the difference); the output is ``m``, or
-    ``momentum * m + u`` with ``nesterov=True``. Placed after :func:`scale_by_learning_rate`, the
-    learning rate sits inside the buffer as in MXNet's SGD and NAG, so a
-    changing rate acts as it does there.
+    ``momentum * m + u`` with ``nesterov=True``. Placed after
+    :func:`scale_by_learning_rate`, the learning rate sits inside the buffer
+    as in MXNet's SGD and NAG, so a changing rate acts as it does there.
 
     Args:
       momentum: the decay of the buffer, in [0, 1).

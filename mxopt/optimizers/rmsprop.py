@@ -29,13 +29,13 @@ def root_mean_square(state: ScaleByRMSPropState) -> optax.Updates:
     """Each leaf's ``sqrt(mean_square - mean^2 + epsilon)`` (``mean`` 0 unless centered),
     rounded as MXNet's kernels round it (``m * m`` before the difference; see
     :func:`mxopt.numerics.root`)."""
-    def leaf_root(n, m):
+    def leaf_root(n, m=None):
         spread = n if m is None else n - rounded(m * m, state.epsilon)
         return root(spread + cast(state.epsilon, spread), state.epsilon)
 
-    means = state.mean if state.mean is not None else jax.tree.map(lambda _: None,
-                                                                   state.mean_square)
-    return jax.tree.map(leaf_root, state.mean_square, means, is_leaf=lambda x: x is None)
+    if state.mean is None:
+        return jax.tree.map(leaf_root, state.mean_square)
+    return jax.tree.map(leaf_root, state.mean_square, state.mean)
 
 
 def scale_by_rmsprop(gamma1: float = 0.9, epsilon: float = 1e-8, *, centered: bool = False,
